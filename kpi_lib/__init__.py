@@ -1,0 +1,48 @@
+"""kpi_lib: sales KPIs computed once, from canonical tables, with the same definitions everywhere.
+
+Example
+-------
+>>> import kpi_lib
+>>> cube = kpi_lib.compute_cube("data/demo.duckdb", "2026-10")       # doctest: +SKIP
+"""
+
+from kpi_lib.cube import CUBE_COLUMNS, compute_cube, scope_rows, stage_order
+from kpi_lib.errors import (
+    DataError,
+    KpiKitError,
+    ParamsError,
+    PeriodError,
+    SourceError,
+    UnknownScopeError,
+)
+from kpi_lib.periods import Period, last_complete_month, parse_periods
+from kpi_lib.registry import HEADLINE_KPIS, REGISTRY, Kpi, get_kpi
+from kpi_lib.sources import Finding, Source, load_source
+from kpi_lib.targets import Targets, load_targets
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CUBE_COLUMNS",
+    "HEADLINE_KPIS",
+    "REGISTRY",
+    "DataError",
+    "Finding",
+    "Kpi",
+    "KpiKitError",
+    "ParamsError",
+    "Period",
+    "PeriodError",
+    "Source",
+    "SourceError",
+    "Targets",
+    "UnknownScopeError",
+    "compute_cube",
+    "get_kpi",
+    "last_complete_month",
+    "load_source",
+    "load_targets",
+    "parse_periods",
+    "scope_rows",
+    "stage_order",
+]

@@ -1,0 +1,329 @@
+"""Additive measures, computed in the database with Ibis.
+
+Every KPI of the registry is a count, a ratio or a function of these measures. Each measure is
+additive over reps, so it is computed once at the finest grain (period x rep, or period x team
+for spend) and rolled up to teams and the company afterwards. Only these aggregates leave the
+database, never raw rows.
+
+One row of the result: ``period_start, rep_id, team_id, measure, value``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import ibis
+import pandas as pd
+from ibis import _
+
+from kpi_lib.periods import Period
+from kpi_lib.sources import Source
+
+_TRUNCATE_UNIT = {"month": "M", "quarter": "Q", "year": "Y"}
+SECONDS_PER_DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class Window:
+    """The contiguous periods the measures are computed for, and the report date.
+
+    Parameters
+    ----------
+    periods
+        Contiguous periods of one grain, oldest first.
+    as_of
+        First instant *after* the report date: rows dated at or after it are not known yet.
+    """
+
+    periods: tuple[Period, ...]
+    as_of: pd.Timestamp
+
+    @property
+    def grain(self) -> str:
+        return self.periods[0].grain
+
+    @property
+    def start(self) -> pd.Timestamp:
+        return self.periods[0].start
+
+    @property
+    def end(self) -> pd.Timestamp:
+        return self.periods[-1].end
+
+    def bucket(self, ts: ibis.Value) -> ibis.Value:
+        """The start of the period ``ts`` falls in."""
+        return ts.truncate(_TRUNCATE_UNIT[self.grain])
+
+    def contains(self, ts: ibis.Value) -> ibis.Value:
+        """``ts`` lies in the window and is known as of the report date."""
+        return (ts >= self.start) & (ts < self.end) & (ts < self.as_of)
+
+    def table(self) -> ibis.Table:
+        """One row per period: ``period_start``, ``period_end``."""
+        return ibis.memtable(
+            pd.DataFrame({
+                "period_start": [p.start for p in self.periods],
+                "period_end": [p.end for p in self.periods],
+            }).astype("datetime64[us]")
+        )
+
+
+def compute_measures(
+    src: Source, window: Window, stage_probabilities: dict[str, float] | None = None
+) -> pd.DataFrame:
+    """All measures the source supports, for every period of ``window``.
+
+    Returns
+    -------
+    DataFrame
+        One row per period x rep (``team_id`` null) or period x team (spend; ``rep_id`` null)
+        or period x nobody (both null: company-only figures) x measure, with ``value``.
+    """
+    frames = [_melt(df) for df in _measure_tables(src, window, stage_probabilities or {})]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=["period_start", "rep_id", "team_id", "measure", "value"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def _melt(df: pd.DataFrame) -> pd.DataFrame:
+    for column in ("rep_id", "team_id"):
+        if column not in df:
+            df[column] = pd.NA
+    long = df.melt(id_vars=["period_start", "rep_id", "team_id"], var_name="measure", value_name="value")
+    long["period_start"] = pd.to_datetime(long["period_start"]).astype("datetime64[us]")
+    long["value"] = pd.to_numeric(long["value"]).astype("float64")
+    return long
+
+
+def _measure_tables(src: Source, w: Window, probabilities: dict[str, float]) -> Iterator[pd.DataFrame]:
+    opps = _known_opportunities(src, w)
+    yield from _opportunity_measures(src, w, opps, probabilities)
+    yield _reps_active(src, w)
+    if src.has("leads"):
+        yield from _lead_measures(src, w, opps)
+    if src.has("activities"):
+        yield _activity_measures(src, w)
+    if src.has("spend"):
+        yield _spend(src, w)
+    yield from _account_measures(src, w, opps)
+    if src.has("stage_history"):
+        yield _stage_measures(src, w, opps)
+
+
+def _known_opportunities(src: Source, w: Window) -> ibis.Table:
+    """Opportunities as known on the report date: closed only when closed before it."""
+    o = src.table("opportunities")
+    o = o.filter(o.created_at < w.as_of)
+    closed = o.is_closed & o.closed_at.notnull() & (o.closed_at < w.as_of)
+    return o.mutate(closed_known=closed, won_known=closed & o.is_won)
+
+
+def _by_rep(t: ibis.Table, period_start: ibis.Value, rep: ibis.Value, **aggs) -> pd.DataFrame:
+    return (
+        t.group_by(period_start=period_start, rep_id=rep).aggregate(**aggs).to_pandas()
+    )
+
+
+def _opportunity_measures(
+    src: Source, w: Window, o: ibis.Table, probabilities: dict[str, float]
+) -> Iterator[pd.DataFrame]:
+    created = o.filter(w.contains(o.created_at))
+    yield _by_rep(created, w.bucket(created.created_at), created.owner_rep_id,
+                  opportunities_created=created.count())
+
+    c = o.filter(o.closed_known & w.contains(o.closed_at))
+    cycle_days = (c.closed_at.epoch_seconds() - c.created_at.epoch_seconds()) / SECONDS_PER_DAY
+    yield _by_rep(
+        c, w.bucket(c.closed_at), c.owner_rep_id,
+        closed_count=c.count(),
+        won_count=c.is_won.sum(),
+        won_amount=ibis.ifelse(c.is_won, c.amount, ibis.null()).sum().fill_null(0),
+        won_with_amount=(c.is_won & c.amount.notnull()).sum(),
+        won_cycle_days=ibis.ifelse(c.is_won, cycle_days, ibis.null()).sum().fill_null(0),
+    )
+
+    periods = w.table()
+    start = o.join(
+        periods,
+        [o.created_at < periods.period_start,
+         ~(o.closed_known & (o.closed_at < periods.period_start))],
+    )
+    yield _by_rep(start, start.period_start, start.owner_rep_id, open_at_start=start.count())
+
+    yield _pipeline(src, w, o, probabilities)
+
+
+def _pipeline(src: Source, w: Window, o: ibis.Table, probabilities: dict[str, float]) -> pd.DataFrame:
+    """Open amount at the end of each period, and weighted by the stage the deal was in then."""
+    periods = w.table()
+    end = o.join(
+        periods,
+        [o.created_at < periods.period_end, ~(o.closed_known & (o.closed_at < periods.period_end))],
+    ).select("opportunity_id", "owner_rep_id", "amount", "stage", "period_start", "period_end")
+    if src.has("stage_history"):
+        sh = src.table("stage_history")
+        visits = end.select("opportunity_id", "period_start", "period_end").join(
+            sh, [end.opportunity_id == sh.opportunity_id, sh.entered_at < end.period_end]
+        )
+        order = ibis.window(group_by=["opportunity_id", "period_start"], order_by=ibis.desc("entered_at"))
+        last = (
+            visits.mutate(rn=ibis.row_number().over(order))
+            .filter(_.rn == 0)
+            .select("opportunity_id", "period_start", stage_then="stage")
+        )
+        end = end.left_join(last, ["opportunity_id", "period_start"]).mutate(
+            stage=ibis.coalesce(_.stage_then, _.stage)
+        )
+    probs = ibis.memtable(
+        pd.DataFrame({"prob_stage": list(probabilities), "probability": list(probabilities.values())},
+                     columns=["prob_stage", "probability"]).astype({"prob_stage": "string", "probability": "float64"})
+    )
+    end = end.left_join(probs, end.stage == probs.prob_stage)
+    return _by_rep(
+        end, end.period_start, end.owner_rep_id,
+        pipeline_amount=end.amount.sum().fill_null(0),
+        weighted_pipeline=(end.amount * end.probability.fill_null(0)).sum().fill_null(0),
+    )
+
+
+def _reps_active(src: Source, w: Window) -> pd.DataFrame:
+    reps = src.table("reps")
+    periods = w.table()
+    active = reps.filter(reps.is_quota_carrying).join(
+        periods,
+        [reps.start_at.isnull() | (reps.start_at < periods.period_end),
+         reps.end_at.isnull() | (reps.end_at >= periods.period_start)],
+    )
+    return _by_rep(active, active.period_start, active.rep_id, reps_active=active.count())
+
+
+def _lead_measures(src: Source, w: Window, o: ibis.Table) -> Iterator[pd.DataFrame]:
+    leads = src.table("leads")
+    created = leads.filter(w.contains(leads.created_at))
+    yield _by_rep(created, w.bucket(created.created_at), created.owner_rep_id,
+                  leads_created=created.count())
+
+    won = o.filter(o.won_known).select(won_opportunity_id="opportunity_id")
+    q = leads.filter(leads.qualified_at.notnull() & w.contains(leads.qualified_at))
+    q = q.left_join(won, q.opportunity_id == won.won_opportunity_id)
+    yield _by_rep(
+        q, w.bucket(q.qualified_at), q.owner_rep_id,
+        qualified_leads=q.count(),
+        qualified_converted=q.won_opportunity_id.notnull().sum(),
+    )
+
+
+def _activity_measures(src: Source, w: Window) -> pd.DataFrame:
+    a = src.table("activities")
+    a = a.filter(w.contains(a.occurred_at))
+    counts = (
+        a.group_by(period_start=w.bucket(a.occurred_at), rep_id=a.rep_id, kind=a.activity_type)
+        .aggregate(n=a.count())
+        .to_pandas()
+    )
+    wide = counts.pivot_table(index=["period_start", "rep_id"], columns="kind", values="n",
+                              aggfunc="sum", fill_value=0)
+    wide.columns = [f"activities_{kind}" for kind in wide.columns]
+    wide["activities"] = wide.sum(axis=1)
+    return wide.reset_index()
+
+
+def _spend(src: Source, w: Window) -> pd.DataFrame:
+    s = src.table("spend")
+    s = s.filter(w.contains(s.spent_at))
+    return (
+        s.group_by(period_start=w.bucket(s.spent_at), team_id=s.team_id)
+        .aggregate(spend=s.amount.sum().fill_null(0))
+        .to_pandas()
+    )
+
+
+def _account_measures(src: Source, w: Window, o: ibis.Table) -> Iterator[pd.DataFrame]:
+    """New customers, and retention / ARPA from revenue events (the revenue table or won deals)."""
+    if not src.has_column("opportunities", "account_id"):
+        return
+    won = o.filter(o.won_known & o.account_id.notnull())
+    first = (
+        won.mutate(rn=ibis.row_number().over(group_by="account_id", order_by=["closed_at", "opportunity_id"]))
+        .filter(_.rn == 0)
+    )
+    first = first.filter(w.contains(first.closed_at))
+    yield _by_rep(first, w.bucket(first.closed_at), first.owner_rep_id, new_customers=first.count())
+
+    if src.has("revenue"):
+        r = src.table("revenue")
+        events = r.select("account_id", "amount", at="recognized_at")
+    else:
+        events = won.select("account_id", "amount", at="closed_at")
+    events = events.filter(w.contains(events.at))
+    per_account = events.group_by("account_id", period_start=w.bucket(events.at)).aggregate(
+        amount=events.amount.sum().fill_null(0)
+    )
+    if src.has("accounts"):
+        owners = src.table("accounts").select(owner_account_id="account_id", owner="owner_rep_id")
+        per_account = per_account.left_join(owners, per_account.account_id == owners.owner_account_id)
+        per_account = per_account.drop("owner_account_id")
+    else:
+        per_account = per_account.mutate(owner=ibis.null("string"))
+
+    yield _by_rep(
+        per_account, per_account.period_start, per_account.owner,
+        account_revenue=per_account.amount.sum(),
+        accounts_active=(per_account.amount > 0).sum(),
+    )
+
+    active = per_account.filter(per_account.amount > 0).select("account_id", "period_start", "owner")
+    months = w.periods[0].months
+    before = active.select(
+        "account_id", "owner", period_start=active.period_start + ibis.interval(months=months)
+    )
+    before = before.filter(before.period_start < w.end)
+    now = active.select(now_account_id="account_id", now_start="period_start")
+    pairs = before.left_join(
+        now, [before.account_id == now.now_account_id, before.period_start == now.now_start]
+    )
+    yield _by_rep(
+        pairs, pairs.period_start, pairs.owner,
+        accounts_prev=pairs.count(),
+        retained_accounts=pairs.now_account_id.notnull().sum(),
+        lost_accounts=pairs.now_account_id.isnull().sum(),
+    )
+
+
+def _stage_measures(src: Source, w: Window, o: ibis.Table) -> pd.DataFrame:
+    """Per stage: days spent and exits (forward or not) of stage visits that ended in the period."""
+    closed_stages = set(o.filter(o.is_closed).select("stage").distinct().to_pandas()["stage"].dropna())
+    lost_stages = set(
+        o.filter(o.is_closed & ~o.is_won).select("stage").distinct().to_pandas()["stage"].dropna()
+    )
+    sh = src.table("stage_history")
+    sh = sh.filter(sh.entered_at < w.as_of)
+    order = ibis.window(group_by="opportunity_id", order_by="entered_at")
+    visits = sh.mutate(next_at=sh.entered_at.lead().over(order), next_stage=sh.stage.lead().over(order))
+    deals = o.select(deal_id="opportunity_id", rep_id="owner_rep_id", closed_at="closed_at",
+                     closed_known="closed_known", won_known="won_known")
+    v = visits.join(deals, visits.opportunity_id == deals.deal_id)
+    if closed_stages:
+        v = v.filter(~v.stage.isin(sorted(closed_stages)))
+    exit_at = ibis.coalesce(v.next_at, ibis.ifelse(v.closed_known, v.closed_at, ibis.null()))
+    forward = ibis.ifelse(
+        v.next_at.notnull(),
+        ~v.next_stage.isin(sorted(lost_stages)) if lost_stages else ibis.literal(True),
+        v.won_known,
+    )
+    v = v.mutate(exit_at=exit_at, forward=forward)
+    v = v.filter(v.exit_at.notnull() & w.contains(v.exit_at))
+    days = (v.exit_at.epoch_seconds() - v.entered_at.epoch_seconds()) / SECONDS_PER_DAY
+    per_stage = (
+        v.group_by(period_start=w.bucket(v.exit_at), rep_id=v.rep_id, stage=v.stage)
+        .aggregate(stage_days=days.sum(), stage_exits=v.count(), stage_advanced=v.forward.sum())
+        .to_pandas()
+    )
+    wide = per_stage.pivot_table(
+        index=["period_start", "rep_id"], columns="stage",
+        values=["stage_days", "stage_exits", "stage_advanced"], aggfunc="sum", fill_value=0,
+    )
+    wide.columns = [f"{measure}:{stage}" for measure, stage in wide.columns]
+    return wide.reset_index()
