@@ -6,6 +6,11 @@ Example
 >>> cube = kpi_lib.compute_cube("data/demo.duckdb", "2026-10")       # doctest: +SKIP
 """
 
+import warnings
+
+# ibis 12 asks pandas 3 about an option pandas now deprecates; harmless, and noisy in every run.
+warnings.filterwarnings("ignore", message="The 'future.infer_string' option is deprecated")
+
 from kpi_lib.cube import CUBE_COLUMNS, compute_cube, scope_rows, stage_order
 from kpi_lib.errors import (
     DataError,

@@ -176,15 +176,18 @@ def _rollup(src: Source, measures: pd.DataFrame, periods: list[Period]) -> pd.Da
     return wide.reindex(full).fillna(0.0)
 
 
+def _missing(src: Source, need: str) -> str | None:
+    """Why ``need`` (``table`` or ``table.column``) is unavailable, or None when it is there."""
+    table, _, column = need.partition(".")
+    if not src.has(table):
+        return f"table '{table}'"
+    if column and not src.has_column(table, column):
+        return f"column '{need}'"
+    return None
+
+
 def _missing_inputs(src: Source, kpi: Kpi) -> list[str]:
-    missing = []
-    for need in kpi.inputs:
-        table, _, column = need.partition(".")
-        if not src.has(table):
-            missing.append(f"table '{table}'")
-        elif column and not src.has_column(table, column):
-            missing.append(f"column '{need}'")
-    return missing
+    return [m for m in (_missing(src, need) for need in kpi.inputs) if m]
 
 
 def _evaluate(src: Source, grid: pd.DataFrame, periods: list[Period], targets: Targets, config: dict):
@@ -246,7 +249,11 @@ def _evaluate(src: Source, grid: pd.DataFrame, periods: list[Period], targets: T
             result = (ratio(num, den), num, den)
         else:
             result = expr.fn(get)
-        in_scope = index.get_level_values("scope").isin(kpi.scopes)
+        scopes = [
+            s for s in kpi.scopes
+            if not any(_missing(src, need) for need in kpi.scope_inputs.get(s, ()))
+        ]
+        in_scope = index.get_level_values("scope").isin(scopes)
         values[name] = tuple(pd.Series(np.where(in_scope, s, np.nan), index=index) for s in result)
     return values, unavailable
 

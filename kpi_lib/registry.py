@@ -68,6 +68,9 @@ class Kpi:
         is unavailable (null) with that reason, never zero.
     scopes
         The scopes the KPI is defined for; elsewhere it is null.
+    scope_inputs
+        Further inputs one scope needs (team CAC needs ``spend.team_id``); without them the
+        KPI is null at that scope.
     """
 
     name: str
@@ -80,6 +83,7 @@ class Kpi:
     inputs: tuple[str, ...] = ()
     additive: bool = False
     scopes: tuple[str, ...] = ("company", "team", "rep")
+    scope_inputs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     per_stage: bool = False
     edge_cases: str = ""
     extra: dict = field(default_factory=dict)
@@ -128,6 +132,8 @@ def _deals_needed(get):
 
 
 _OPP = ("opportunities",)
+# Retention, churn and CLV of a team or rep follow accounts.owner_rep_id.
+_BY_ACCOUNT_OWNER = {"team": ("accounts.owner_rep_id",), "rep": ("accounts.owner_rep_id",)}
 _KPIS: list[Kpi] = [
     # --- leads and activity -------------------------------------------------------------------
     Kpi("leads_created", "Leads created", "count", True,
@@ -233,21 +239,25 @@ _KPIS: list[Kpi] = [
         "Sales and marketing spend per new customer won in the period.",
         "(sales + marketing spend in P) / new_customers", Ratio("spend", "new_customers"),
         ("spend", "opportunities.account_id"), scopes=("company", "team"),
+        scope_inputs={"team": ("spend.team_id",)},
         edge_cases="Team scope counts only spend rows that carry the team_id; rep scope: n/a. "
         "No new customer: n/a."),
     Kpi("retention_rate", "Customer retention", "ratio", True,
         "Of the accounts with revenue in the previous period, the share that still have revenue.",
         "accounts with revenue > 0 in P-1 and P / accounts with revenue > 0 in P-1",
         Ratio("retained_accounts", "accounts_prev"), ("opportunities.account_id",),
+        scope_inputs=_BY_ACCOUNT_OWNER,
         edge_cases="Uses the revenue table, or won deals when there is none. Team and rep scope "
         "use accounts.owner_rep_id. No account with revenue in P-1: n/a."),
     Kpi("churn_rate", "Customer churn", "ratio", False,
         "Of the accounts with revenue in the previous period, the share that have none now.",
-        "1 - retention_rate", Derived(_churn, ("retention_rate",)), ("opportunities.account_id",)),
+        "1 - retention_rate", Derived(_churn, ("retention_rate",)), ("opportunities.account_id",),
+        scope_inputs=_BY_ACCOUNT_OWNER),
     Kpi("clv", "Customer lifetime value", "currency", True,
         "What an average customer is worth over its lifetime: revenue per account / churn.",
         "ARPA(P) x gross_margin / churn_rate; ARPA = revenue in P / accounts with revenue in P",
         Derived(_clv, ("churn_rate",)), ("opportunities.account_id",),
+        scope_inputs=_BY_ACCOUNT_OWNER,
         edge_cases="Revenue-based unless params set a gross margin (default 1.0). No churn: n/a."),
     # --- stages (one row per stage) ----------------------------------------------------------------
     Kpi("time_in_stage_days", "Time in stage", "days", False,
@@ -262,9 +272,12 @@ _KPIS: list[Kpi] = [
 
 # Helpers the derived KPIs read; computed like KPIs, never shown in the cube.
 _HIDDEN: list[Kpi] = [
-    Kpi("_accounts_prev", "", "count", True, "", "", Count("accounts_prev"), additive=True),
-    Kpi("_lost_accounts", "", "count", True, "", "", Count("lost_accounts"), additive=True),
-    Kpi("_arpa", "", "currency", True, "", "", Ratio("account_revenue", "accounts_active")),
+    Kpi("_accounts_prev", "", "count", True, "", "", Count("accounts_prev"),
+        ("opportunities.account_id",), additive=True, scope_inputs=_BY_ACCOUNT_OWNER),
+    Kpi("_lost_accounts", "", "count", True, "", "", Count("lost_accounts"),
+        ("opportunities.account_id",), additive=True, scope_inputs=_BY_ACCOUNT_OWNER),
+    Kpi("_arpa", "", "currency", True, "", "", Ratio("account_revenue", "accounts_active"),
+        ("opportunities.account_id",), scope_inputs=_BY_ACCOUNT_OWNER),
 ]
 
 REGISTRY: dict[str, Kpi] = {k.name: k for k in _KPIS}
@@ -285,3 +298,43 @@ def get_kpi(name: str) -> Kpi:
     if base not in REGISTRY:
         raise ParamsError(f"unknown KPI '{name}'; known KPIs: {', '.join(REGISTRY)}")
     return REGISTRY[base]
+
+
+_UNIT_WORDS = {
+    "count": "count", "currency": "currency", "ratio": "share (%)", "days": "days",
+    "currency_per_day": "currency per day",
+}
+
+
+def registry_markdown() -> str:
+    """The registry as the Markdown reference of ``docs/kpis.md`` (one section per KPI)."""
+    lines = []
+    for k in REGISTRY.values():
+        scopes = ", ".join(k.scopes)
+        inputs = ", ".join(f"`{i}`" for i in k.inputs) or "`opportunities`"
+        better = "higher is better" if k.higher_is_better else "lower is better"
+        lines += [
+            f"### `{k.name}`{' (one per stage: `' + k.name + ':<stage>`)' if k.per_stage else ''}",
+            "",
+            f"**{k.label}**: {k.definition}",
+            "",
+            f"- Formula: {k.formula}",
+            f"- Unit: {_UNIT_WORDS[k.unit]}; {better}; scopes: {scopes}",
+            f"- Inputs: {inputs}",
+        ]
+        if k.scope_inputs:
+            needs = "; ".join(f"{s} scope also needs `{', '.join(v)}`" for s, v in k.scope_inputs.items())
+            lines.append(f"- Scope rules: {needs}")
+        if k.edge_cases:
+            lines.append(f"- Edge cases: {k.edge_cases}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_kpi_docs(path: str = "docs/kpis.md") -> None:
+    """Regenerate the reference section (everything after ``## Reference``) of the KPI page."""
+    from pathlib import Path
+
+    page = Path(path)
+    head, marker, _ = page.read_text().partition("## Reference\n")
+    page.write_text(head + marker + "\n" + registry_markdown())

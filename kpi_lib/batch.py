@@ -1,0 +1,284 @@
+"""A batch: the cube computed once for a period's reports, and what each report reads of it.
+
+``prepare_batch`` computes the cube for the trailing periods ending at P (enough for sparklines,
+P-1 and P-1y) and saves it beside the reports; every notebook of the batch then calls
+``report_context`` with ``batch_dir`` and reads its slice instead of recomputing. Without
+``batch_dir`` (an analyst in JupyterLab) ``report_context`` computes the cube itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+from kpi_lib.cube import DEFAULT_TARGETS, PROJECT_ROOT, compute_cube, project_path
+from kpi_lib.errors import UnknownScopeError
+from kpi_lib.periods import Period, last_complete_month, parse_as_of
+from kpi_lib.sources import Source, load_source
+
+HISTORY = {"month": 13, "quarter": 8, "year": 4}
+"""How many periods ending at P a batch's cube covers, by grain."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One report of a batch: ``role`` (executive, manager, rep), ``scope``, id and display name."""
+
+    role: str
+    scope: str
+    scope_id: str
+    name: str
+    team_id: str | None = None
+
+
+@dataclass
+class Batch:
+    """The cube and the reference data shared by every report of one period.
+
+    Example
+    -------
+    >>> batch = prepare_batch("data/demo.duckdb", "2026-10")        # doctest: +SKIP
+    >>> [s.scope_id for s in batch.scopes()][:3]                     # doctest: +SKIP
+    ['all', 'apac-ent', 'apac-mm']
+    """
+
+    period: Period
+    cube: pd.DataFrame
+    teams: pd.DataFrame
+    reps: pd.DataFrame
+    unavailable: dict[str, str]
+    findings: list[str]
+    fingerprint: str
+    source: str
+    as_of: str
+    targets: str | None
+    code_version: str
+    generated_at: str = field(default_factory=lambda: datetime.now().isoformat(timespec="seconds"))
+
+    def scopes(self) -> list[Scope]:
+        """The company, every team, and every rep active in P (one report each)."""
+        out = [Scope("executive", "company", "all", "Company")]
+        out += [
+            Scope("manager", "team", t.team_id, t.team_name, t.team_id)
+            for t in self.teams.itertuples(index=False)
+        ]
+        active = self.reps[self.reps["is_active"]]
+        out += [
+            Scope("rep", "rep", r.rep_id, r.rep_name, r.team_id)
+            for r in active.itertuples(index=False)
+        ]
+        return out
+
+    def scope(self, scope_id: str) -> Scope:
+        """The scope of ``scope_id`` (``all``, a team_id or a rep_id), or ``UnknownScopeError``."""
+        scope_id = str(scope_id)
+        if scope_id == "all":
+            return Scope("executive", "company", "all", "Company")
+        team = self.teams[self.teams["team_id"] == scope_id]
+        if len(team):
+            return Scope("manager", "team", scope_id, team.iloc[0]["team_name"], scope_id)
+        rep = self.reps[self.reps["rep_id"] == scope_id]
+        if len(rep):
+            r = rep.iloc[0]
+            return Scope("rep", "rep", scope_id, r["rep_name"], r["team_id"])
+        examples = ", ".join([*self.teams["team_id"][:3], *self.reps["rep_id"][:3]])
+        raise UnknownScopeError(
+            f"scope_id '{scope_id}' is neither 'all' nor a team_id or rep_id of {self.source} "
+            f"(for example: {examples})"
+        )
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``cube.parquet``, ``teams.parquet``, ``reps.parquet`` and ``batch.json``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, df in (("cube", self.cube), ("teams", self.teams), ("reps", self.reps)):
+            tmp = folder / f".{name}.parquet.tmp"
+            df.to_parquet(tmp, index=False)
+            os.replace(tmp, folder / f"{name}.parquet")
+        meta = {
+            "period": self.period.label, "unavailable": self.unavailable, "findings": self.findings,
+            "fingerprint": self.fingerprint, "source": self.source, "as_of": self.as_of,
+            "targets": self.targets, "code_version": self.code_version,
+            "generated_at": self.generated_at,
+        }
+        tmp = folder / ".batch.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=2))
+        os.replace(tmp, folder / "batch.json")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Batch:
+        """Read a batch saved by ``save``."""
+        folder = Path(folder)
+        meta = json.loads((folder / "batch.json").read_text())
+        cube = pd.read_parquet(folder / "cube.parquet")
+        cube.attrs["unavailable"] = meta["unavailable"]
+        return cls(
+            period=Period.parse(meta["period"]), cube=cube,
+            teams=pd.read_parquet(folder / "teams.parquet"),
+            reps=pd.read_parquet(folder / "reps.parquet"),
+            **{k: meta[k] for k in ("unavailable", "findings", "fingerprint", "source", "as_of",
+                                    "targets", "code_version", "generated_at")},
+        )
+
+
+def code_version() -> str:
+    """``git describe`` of the project when it is a checkout, else the package version."""
+    from kpi_lib import __version__
+
+    try:
+        described = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--tags"], cwd=PROJECT_ROOT,
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        return f"{__version__}+{described}" if described else __version__
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+
+
+def resolve_period(period: str | Period | None) -> Period:
+    """A ``Period`` from text; empty means the last complete month."""
+    if isinstance(period, Period):
+        return period
+    return Period.parse(period) if period else last_complete_month()
+
+
+def prepare_batch(
+    source: str | Path | Source,
+    period: str | Period | None,
+    out_dir: str | Path | None = None,
+    as_of=None,
+    targets: str | None = DEFAULT_TARGETS,
+) -> Batch:
+    """Compute the cube once for the reports of ``period`` (and its trailing history).
+
+    Parameters
+    ----------
+    period
+        The report period; the cube covers it and the ``HISTORY`` periods before it
+        (``'2026-10'`` -> 2025-10 to 2026-10).
+    out_dir
+        Where to save the batch for the notebooks (``reports/2026-10/_data``); not saved if None.
+    """
+    p = resolve_period(period)
+    src = load_source(project_path(source) if isinstance(source, str) else source)
+    periods = [p.shift(-i) for i in reversed(range(HISTORY[p.grain]))]
+    cube = compute_cube(src, periods, as_of=as_of, targets=targets)
+    reps = src.frame("reps")[["rep_id", "rep_name", "team_id", "start_at", "end_at"]].copy()
+    reps["is_active"] = (reps["start_at"].isna() | (reps["start_at"] < p.end)) & (
+        reps["end_at"].isna() | (reps["end_at"] >= p.start)
+    )
+    as_of_day = (parse_as_of(as_of) - pd.Timedelta(days=1)).date().isoformat()
+    batch = Batch(
+        period=p, cube=cube,
+        teams=src.frame("teams")[["team_id", "team_name", "region"]].copy(),
+        reps=reps[["rep_id", "rep_name", "team_id", "is_active"]].reset_index(drop=True),
+        unavailable=cube.attrs.get("unavailable", {}), findings=cube.attrs.get("findings", []),
+        fingerprint=src.fingerprint, source=str(source), as_of=as_of_day,
+        targets=None if targets is None else str(targets), code_version=code_version(),
+    )
+    if out_dir is not None:
+        batch.save(out_dir)
+    return batch
+
+
+@dataclass
+class ReportContext:
+    """What one report needs: its scope, the batch's cube, and the source for detail queries."""
+
+    batch: Batch
+    scope_info: Scope
+    source_path: str
+
+    @property
+    def period(self) -> Period:
+        return self.batch.period
+
+    @property
+    def scope(self) -> str:
+        return self.scope_info.scope
+
+    @property
+    def scope_id(self) -> str:
+        return self.scope_info.scope_id
+
+    @property
+    def scope_name(self) -> str:
+        return self.scope_info.name
+
+    @property
+    def team_id(self) -> str | None:
+        return self.scope_info.team_id
+
+    @property
+    def cube(self) -> pd.DataFrame:
+        return self.batch.cube
+
+    @cached_property
+    def source(self) -> Source:
+        """The loaded source, for the few detail queries beyond the cube (open deals, ...)."""
+        return load_source(project_path(self.source_path))
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        return self.batch.unavailable
+
+    @property
+    def findings(self) -> list[str]:
+        return self.batch.findings
+
+    @property
+    def fingerprint(self) -> str:
+        return self.batch.fingerprint
+
+    @property
+    def code_version(self) -> str:
+        return self.batch.code_version
+
+    @property
+    def as_of(self) -> str:
+        return self.batch.as_of
+
+    @property
+    def generated_at(self) -> str:
+        return self.batch.generated_at
+
+
+def report_context(
+    period: str = "",
+    scope_id: str = "all",
+    source: str = "data/demo.duckdb",
+    batch_dir: str = "",
+    targets: str | None = DEFAULT_TARGETS,
+    as_of=None,
+) -> ReportContext:
+    """Validate a report's parameters and give it its data.
+
+    With ``batch_dir`` the batch's saved cube is read (nothing recomputed); without it the cube
+    is computed here. Raises ``UnknownScopeError`` for a scope_id that is not in the data and
+    ``PeriodError`` for a malformed period, before any heavy work.
+
+    Example
+    -------
+    >>> ctx = report_context("2026-10", "na-ent")       # doctest: +SKIP
+    >>> ctx.scope, ctx.scope_name                         # doctest: +SKIP
+    ('team', 'North America Enterprise')
+    """
+    p = resolve_period(period)
+    if batch_dir:
+        batch = Batch.load(project_path(batch_dir))
+        if batch.period != p:
+            raise UnknownScopeError(
+                f"batch_dir '{batch_dir}' holds period {batch.period.label}, not {p.label}"
+            )
+        source = batch.source
+    else:
+        batch = prepare_batch(source, p, as_of=as_of, targets=targets)
+    return ReportContext(batch=batch, scope_info=batch.scope(scope_id), source_path=source)
