@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import ibis
 import numpy as np
 import pandas as pd
 import yaml
+from ibis import _
 
 from kpi_lib.errors import ParamsError
 from kpi_lib.measures import Window, compute_measures
@@ -267,16 +269,22 @@ def _period_at(periods: list[Period], start: pd.Timestamp) -> Period:
 
 
 def stage_order(src: Source, stages: Sequence[str] | None = None) -> list[str]:
-    """Open stages in pipeline order: by the median position at which deals enter them.
+    """Open stages in pipeline order: by the mean position at which deals enter them.
 
     Example: ``['Prospecting', 'Discovery', 'Demo', 'Proposal', 'Negotiation']`` on the demo data.
     """
     if not src.has("stage_history"):
         return sorted(stages or [])
-    sh = src.frame("stage_history").sort_values(["opportunity_id", "entered_at"])
-    position = sh.groupby("opportunity_id").cumcount()
-    rank = position.groupby(sh["stage"]).median().sort_values(kind="stable")
-    ordered = [s for s in rank.index if stages is None or s in stages]
+    sh = src.table("stage_history")
+    position = ibis.row_number().over(group_by="opportunity_id", order_by="entered_at")
+    rank = (
+        sh.mutate(position=position)
+        .group_by("stage")
+        .aggregate(rank=_.position.mean())
+        .order_by(["rank", "stage"])
+        .to_pandas()
+    )
+    ordered = [s for s in rank["stage"] if stages is None or s in stages]
     return ordered + sorted(set(stages or []) - set(ordered))
 
 

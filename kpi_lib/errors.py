@@ -73,7 +73,8 @@ def _show(value) -> str:
 
 
 class ParamsError(KpiKitError):
-    """Raised when a YAML file under ``params/`` is malformed or names unknown KPIs, scopes or periods."""
+    """Raised when a parameter is wrong: a YAML file under ``params/`` (unknown KPIs, scopes,
+    periods) or an option such as ``--scale`` or ``--format``."""
 
 
 class UnknownScopeError(KpiKitError):
