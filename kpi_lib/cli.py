@@ -22,6 +22,8 @@ def _kpis(args: argparse.Namespace) -> int:
     cube = compute_cube(args.source, args.period, as_of=args.as_of, targets=args.targets)
     for kpi, reason in cube.attrs.get("unavailable", {}).items():
         print(f"note: {kpi} is unavailable: {reason}", file=sys.stderr)
+    for finding in cube.attrs.get("findings", []):
+        print(f"note: {finding}", file=sys.stderr)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

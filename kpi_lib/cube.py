@@ -109,12 +109,13 @@ def compute_cube(
     src = load_source(source)
     if len({p.grain for p in wanted}) != 1:
         raise ParamsError("periods of one cube must share one grain (months, quarters or years)")
-    if isinstance(targets, str | Path) and str(targets) == DEFAULT_TARGETS:
+    default_targets = isinstance(targets, str | Path) and str(targets) == DEFAULT_TARGETS
+    if default_targets:
         path = project_path(targets)
         targets = path if path.exists() else None
     target_set = load_targets(targets)
     config = load_settings(settings)
-    _check_target_scopes(target_set, src)
+    notes = _check_target_scopes(target_set, src, strict=not default_targets)
 
     first = min(wanted).year_ago
     window_periods = [first]
@@ -127,16 +128,25 @@ def compute_cube(
     values, unavailable = _evaluate(src, grid, window_periods, target_set, config)
     cube = _assemble(values, target_set, window_periods, wanted, unavailable)
     cube.attrs["unavailable"] = unavailable
-    cube.attrs["findings"] = [str(f) for f in src.findings]
+    cube.attrs["findings"] = [str(f) for f in src.findings] + notes
     cube.attrs["fingerprint"] = src.fingerprint
     return cube
 
 
-def _check_target_scopes(targets: Targets, src: Source) -> None:
+def _check_target_scopes(targets: Targets, src: Source, strict: bool) -> list[str]:
+    """Target overrides must name teams or reps of the source.
+
+    A targets file given explicitly is checked strictly (``ParamsError``); the default
+    ``params/targets.yaml``, written for the demo org, only yields a note when the source is
+    another org's data, so that pointing the kit at new data never fails on demo targets.
+    """
     known = set(src.frame("teams")["team_id"]) | set(src.frame("reps")["rep_id"]) | {"all"}
     unknown = sorted(targets.scope_ids() - known)
-    if unknown:
+    if unknown and strict:
         raise ParamsError(f"{targets.origin}: overrides name unknown scope_id(s) {unknown}")
+    if unknown:
+        return [f"{targets.origin}: overrides for scope_id(s) {unknown} match no team or rep; ignored"]
+    return []
 
 
 def scope_rows(src: Source) -> pd.DataFrame:
