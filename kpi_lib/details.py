@@ -1,0 +1,215 @@
+"""The few detail queries the reports need beyond the cube: reps in scope, open deals, stages.
+
+The cube answers "how much" per period and scope; a report sometimes needs the rows behind it
+(a rep's open deals) or a snapshot the cube does not hold (pipeline by stage at the end of a
+period). These run on a loaded ``Source`` with pandas and follow the cube's semantics: a deal
+is open at instant ``at`` when it was created before ``at`` and not closed before ``at``.
+
+Example
+-------
+>>> src = kpi_lib.load_source("data/demo.duckdb")                     # doctest: +SKIP
+>>> open_deals(src, Period.parse("2026-10"), "rep", "R001").head(3)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from kpi_lib.periods import Period
+from kpi_lib.sources import Source
+
+
+def snapshot_at(period: Period, as_of: pd.Timestamp | str | None = None) -> pd.Timestamp:
+    """The instant a report's snapshot is taken: the end of ``period``, or ``as_of`` if earlier.
+
+    ``as_of`` is the report date's day; data up to the end of that day counts.
+    """
+    at = period.end
+    if as_of is not None and not pd.isna(pd.Timestamp(as_of)):
+        day_after = pd.Timestamp(as_of).normalize().tz_localize(None) + pd.Timedelta(days=1)
+        at = min(at, day_after)
+    return at
+
+
+def reps_in_scope(src: Source, period: Period, scope: str, scope_id: str) -> pd.DataFrame:
+    """One row per rep of the scope active in ``period``: ``rep_id, rep_name, team_id``.
+
+    A rep is active when ``start_at`` < end of the period and ``end_at`` >= its start (no
+    dates: always active), as for ``revenue_per_rep``.
+
+    Example
+    -------
+    >>> reps_in_scope(src, Period.parse("2026-10"), "team", "na-ent")   # doctest: +SKIP
+    """
+    reps = src.frame("reps")
+    active = pd.Series(True, index=reps.index)
+    if "start_at" in reps:
+        active &= reps["start_at"].isna() | (reps["start_at"] < period.end)
+    if "end_at" in reps:
+        active &= reps["end_at"].isna() | (reps["end_at"] >= period.start)
+    if scope == "team":
+        active &= reps["team_id"].astype(str) == str(scope_id)
+    elif scope == "rep":
+        active &= reps["rep_id"].astype(str) == str(scope_id)
+    out = reps.loc[active, ["rep_id", "rep_name", "team_id"]].copy()
+    for column in out:
+        out[column] = out[column].astype(str)
+    return out.reset_index(drop=True)
+
+
+def _owned_opportunities(src: Source, scope: str, scope_id: str) -> pd.DataFrame:
+    opps = src.frame("opportunities")
+    owner = opps["owner_rep_id"].astype(str)
+    if scope == "rep":
+        return opps[owner == str(scope_id)]
+    if scope == "team":
+        reps = src.frame("reps")
+        members = set(reps.loc[reps["team_id"].astype(str) == str(scope_id), "rep_id"].astype(str))
+        return opps[owner.isin(members)]
+    return opps
+
+
+def _open_at(opps: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
+    created = opps["created_at"] < at
+    closed_before = opps["is_closed"].fillna(False).astype(bool) & (opps["closed_at"] < at)
+    return opps[created & ~closed_before.fillna(False)]
+
+
+def _stage_at(src: Source, opps: pd.DataFrame, at: pd.Timestamp) -> pd.Series:
+    """The stage each opportunity was in at ``at`` (stage history), else its current stage."""
+    stage = opps["stage"].astype(str)
+    if not src.has("stage_history") or opps.empty:
+        return stage
+    sh = src.frame("stage_history")
+    sh = sh[(sh["entered_at"] < at) & sh["opportunity_id"].isin(opps["opportunity_id"])]
+    last = sh.sort_values("entered_at").groupby("opportunity_id")["stage"].last().astype(str)
+    return opps["opportunity_id"].map(last).fillna(stage).astype(str)
+
+
+def open_deals(
+    src: Source,
+    period: Period,
+    scope: str,
+    scope_id: str,
+    as_of: pd.Timestamp | str | None = None,
+    stage_probabilities: dict[str, float] | None = None,
+) -> pd.DataFrame:
+    """One row per deal of the scope open at the end of ``period``, largest first.
+
+    Parameters
+    ----------
+    period
+        The report period; the snapshot is taken at its end (or at ``as_of`` if earlier).
+    scope, scope_id
+        ``("rep", "R001")``, ``("team", "na-ent")`` or ``("company", "all")``.
+    stage_probabilities
+        ``{stage: probability}`` for the weighted amount (params/kpis.yaml); missing: 0.
+
+    Returns
+    -------
+    DataFrame
+        ``opportunity_id, account_name, stage, amount, weighted_amount, created_at, age_days,
+        expected_close_at, is_expected_close_estimated``. ``expected_close_at`` comes from an
+        ``expected_close_at`` column when the source has one; otherwise it is estimated as
+        ``created_at`` + the scope's mean sales cycle of deals won in the 12 months before the
+        snapshot (a date before the snapshot means the deal is overdue).
+    """
+    at = snapshot_at(period, as_of)
+    opps = _open_at(_owned_opportunities(src, scope, scope_id), at).copy()
+    probabilities = stage_probabilities or {}
+    out = pd.DataFrame(
+        {
+            "opportunity_id": opps["opportunity_id"].astype(str),
+            "account_name": _account_names(src, opps),
+            "stage": _stage_at(src, opps, at),
+            "amount": opps["amount"].astype("float64") if "amount" in opps else float("nan"),
+            "created_at": opps["created_at"],
+        }
+    )
+    probability = pd.to_numeric(out["stage"].map(probabilities), errors="coerce")
+    out["weighted_amount"] = out["amount"] * probability.astype("float64").fillna(0.0)
+    out["age_days"] = (at - out["created_at"]).dt.total_seconds() / 86400
+    if "expected_close_at" in opps and opps["expected_close_at"].notna().any():
+        out["expected_close_at"] = pd.to_datetime(opps["expected_close_at"], format="mixed")
+        out["is_expected_close_estimated"] = False
+    else:
+        cycle = _mean_cycle_days(_owned_opportunities(src, scope, scope_id), at)
+        out["expected_close_at"] = (
+            out["created_at"] + pd.to_timedelta(cycle, unit="D") if cycle == cycle else pd.NaT
+        )
+        out["is_expected_close_estimated"] = True
+    columns = [
+        "opportunity_id",
+        "account_name",
+        "stage",
+        "amount",
+        "weighted_amount",
+        "created_at",
+        "age_days",
+        "expected_close_at",
+        "is_expected_close_estimated",
+    ]
+    return (
+        out[columns]
+        .sort_values("amount", ascending=False, na_position="last", kind="stable")
+        .reset_index(drop=True)
+    )
+
+
+def _account_names(src: Source, opps: pd.DataFrame) -> pd.Series:
+    if "account_id" not in opps:
+        return pd.Series("", index=opps.index, dtype="str")
+    ids = opps["account_id"]
+    if src.has("accounts"):
+        names = src.frame("accounts").set_index("account_id")["account_name"]
+        names = names[~names.index.duplicated()]
+        return ids.map(names).fillna(ids).fillna("").astype(str)
+    return ids.fillna("").astype(str)
+
+
+def _mean_cycle_days(opps: pd.DataFrame, at: pd.Timestamp) -> float:
+    won = opps[
+        opps["is_won"].fillna(False).astype(bool)
+        & (opps["closed_at"] < at)
+        & (opps["closed_at"] >= at - pd.DateOffset(months=12))
+    ]
+    if won.empty:
+        return float("nan")
+    return float(((won["closed_at"] - won["created_at"]).dt.total_seconds() / 86400).mean())
+
+
+def pipeline_by_stage(
+    src: Source,
+    period: Period,
+    scope: str,
+    scope_id: str,
+    as_of: pd.Timestamp | str | None = None,
+    stage_probabilities: dict[str, float] | None = None,
+    stages: list[str] | None = None,
+) -> pd.DataFrame:
+    """One row per open stage, in pipeline order: the scope's open deals at the end of ``period``.
+
+    Returns
+    -------
+    DataFrame
+        ``stage, deals, amount, weighted_amount, avg_age_days``; stages listed in ``stages``
+        (pipeline order) come first, with 0 deals when empty.
+
+    Example
+    -------
+    >>> pipeline_by_stage(src, Period.parse("2026-10"), "company", "all")   # doctest: +SKIP
+    """
+    deals = open_deals(src, period, scope, scope_id, as_of, stage_probabilities)
+    grouped = deals.groupby("stage", sort=False).agg(
+        deals=("opportunity_id", "size"),
+        amount=("amount", "sum"),
+        weighted_amount=("weighted_amount", "sum"),
+        avg_age_days=("age_days", "mean"),
+    )
+    order = list(stages or []) + sorted(set(grouped.index) - set(stages or []))
+    out = grouped.reindex(order)
+    out[["deals", "amount", "weighted_amount"]] = out[
+        ["deals", "amount", "weighted_amount"]
+    ].fillna(0)
+    out["deals"] = out["deals"].astype("int64")
+    return out.rename_axis("stage").reset_index()

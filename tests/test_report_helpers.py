@@ -1,0 +1,335 @@
+"""Presentation helpers: formats, colours by direction, tiles, sparklines, escaping, details.
+
+Fast tests on hand-made numbers and the tiny CRM of ``conftest``; the notebooks' end-to-end runs
+live in ``test_notebooks.py`` and ``test_browser.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+from conftest import lost, opp, source, won
+
+from kpi_lib import details, theme
+from kpi_lib.errors import ParamsError
+from kpi_lib.periods import Period
+from kpi_lib.report import (
+    Report,
+    esc,
+    html_table,
+    kpi_tile,
+    open_report,
+    period_ticks,
+    project_path,
+    sparkline_svg,
+)
+
+NAN = math.nan
+
+
+# ---- formats by registry unit ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "shown"),
+    [
+        (1_234_567, "currency", "$1.23M"),
+        (500_000, "currency", "$500K"),
+        (100_000, "currency", "$100K"),
+        (84_500, "currency", "$84.5K"),
+        (999_960, "currency", "$1M"),
+        (950, "currency", "$950"),
+        (-12_000, "currency", "-$12K"),
+        (0.4234, "ratio", "42.3%"),
+        (1.0, "ratio", "100.0%"),
+        (4_680, "count", "4,680"),
+        (12.26, "days", "12.3 days"),
+        (92_772.49, "currency_per_day", "$92.8K/day"),
+        (NAN, "currency", "n/a"),
+        (None, "ratio", "n/a"),
+    ],
+)
+def test_format_value_follows_the_registry_unit(value, unit, shown):
+    assert theme.format_value(value, unit) == shown
+
+
+def test_ratio_changes_are_percentage_points_and_others_relative():
+    assert theme.change(0.31, 0.29, "ratio") == pytest.approx(0.02)
+    assert theme.format_change(0.021, "ratio") == "+2.1 pts"
+    assert theme.change(110, 100, "currency") == pytest.approx(0.10)
+    assert theme.format_change(-0.08, "currency") == "-8.0%"
+    assert math.isnan(theme.change(5, 0, "count"))  # from zero: n/a, never infinity
+
+
+@pytest.mark.parametrize(
+    ("delta", "higher_is_better", "status"),
+    [
+        (0.1, True, "good"),
+        (-0.1, True, "bad"),
+        (0.1, False, "bad"),
+        (-0.1, False, "good"),
+        (0.0, True, "neutral"),
+        (NAN, True, "neutral"),
+    ],
+)
+def test_change_colour_depends_on_whether_higher_is_better(delta, higher_is_better, status):
+    assert theme.direction_status(delta, higher_is_better) == status
+
+
+@pytest.mark.parametrize(
+    ("value", "target", "higher_is_better", "status"),
+    [
+        (104, 100, True, "good"),
+        (95, 100, True, "warn"),
+        (80, 100, True, "bad"),
+        (9_000, 10_000, False, "good"),  # CAC below target is on track
+        (12_000, 10_000, False, "bad"),  # 10000/12000 = 83%
+        (100, NAN, True, "neutral"),
+    ],
+)
+def test_attainment_colour(value, target, higher_is_better, status):
+    assert theme.attainment_status(theme.attainment(value, target, higher_is_better)) == status
+
+
+def test_palette_is_okabe_ito():
+    assert theme.PALETTE[0] == "#0072B2" and set(theme.PALETTE) <= set(theme.OKABE_ITO.values())
+
+
+# ---- building blocks --------------------------------------------------------------------------
+
+
+def test_tile_shows_value_target_attainment_and_changes_coloured_by_direction():
+    html = kpi_tile(
+        "cac",
+        12_000,
+        target=10_000,
+        previous=10_000,
+        year_ago=15_000,
+        previous_label="Sep 26",
+        year_ago_label="Oct 25",
+        history=[1, 2, 3],
+    )
+    assert 'data-kpi="cac"' in html and "$12K" in html
+    assert "83%</span> of $10K target" in html and "kr-tile kr-bad" in html
+    # CAC went up 20% on September: bad; down 20% on a year ago: good
+    assert re.search(r'kr-delta kr-bad"[^>]*>▲ \+20%</span> vs Sep 26', html)
+    assert re.search(r'kr-delta kr-good"[^>]*>▼ -20%</span> vs Oct 25', html)
+    assert "<svg" in html
+
+
+def test_tile_of_an_unavailable_kpi_says_why_instead_of_showing_zero():
+    html = kpi_tile("cac", NAN, unavailable="needs table 'spend', which the source lacks")
+    assert ">n/a<" in html and "needs table &#x27;spend&#x27;" in html and "$0" not in html
+
+
+def test_tile_escapes_comparison_text():
+    html = kpi_tile("revenue", 10, compare=("<b>x</b>", "<script>"))
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_sparkline_breaks_at_missing_values_and_marks_the_last_point():
+    svg = sparkline_svg([1, 2, NAN, 3, 4])
+    assert svg.count("<polyline") == 2 and svg.count("<circle") == 1
+    assert sparkline_svg([NAN, NAN]).count("<polyline") == 0
+
+
+def test_sparkline_draws_the_target_dashed():
+    assert "stroke-dasharray" in sparkline_svg([1, 2, 3], [2, 2, 2])
+
+
+def test_table_sits_in_its_own_scroller_and_right_aligns_numbers():
+    html = html_table([["Ann", "$1K"]], ["Rep", "Revenue"], numeric=[1])
+    assert html.startswith('<div class="kr-table-wrap">')
+    assert '<td class="kr-num">$1K</td>' in html
+
+
+def test_esc_neutralises_markup_in_crm_names():
+    assert esc('<img src=x onerror="alert(1)">') == "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;"
+
+
+def test_period_ticks_show_the_year_at_the_start_and_in_january():
+    assert period_ticks(["2025-11", "2025-12", "2026-01"]) == ["Nov\n2025", "Dec", "Jan\n2026"]
+
+
+def test_project_path_resolves_against_the_project_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert project_path("params/reports.yaml").endswith("/params/reports.yaml")
+    assert project_path("") == ""
+    assert project_path(str(tmp_path)) == str(tmp_path)
+
+
+# ---- the report on a tiny CRM ----------------------------------------------------------------
+
+TEAMS = [{"team_id": "east", "team_name": "East"}, {"team_id": "west", "team_name": "West"}]
+REPS = [
+    {"rep_id": "r1", "rep_name": "<b>Ann</b>", "team_id": "east"},
+    {"rep_id": "r2", "rep_name": "Bob", "team_id": "east"},
+    {"rep_id": "r3", "rep_name": "Cy", "team_id": "west"},
+]
+OPPS = [
+    won("o1", "2026-10-05", 100.0, "r1", created_at="2026-09-01"),
+    won("o2", "2026-10-06", 300.0, "r2", created_at="2026-09-01"),
+    lost("o3", "2026-10-07", 50.0, "r2"),
+    won("o4", "2026-10-08", 1000.0, "r3"),
+    won("o5", "2026-09-08", 200.0, "r1"),
+    opp("o6", "r1", created_at="2026-10-20", amount=70.0, stage="Demo"),
+    opp("o7", "r2", created_at="2026-08-01", amount=30.0, stage="Proposal"),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    import kpi_lib
+
+    src = source(OPPS, teams=TEAMS, reps=REPS)
+    cube = kpi_lib.compute_cube(
+        src,
+        "2025-10:2026-10",
+        as_of="2026-11-28",
+        targets={"revenue": {"company": 1000.0, "team": 500.0, "rep": 200.0}},
+    )
+    return src, cube
+
+
+def report_for(tiny, role, scope, scope_id, name, team_id=None) -> Report:
+    src, cube = tiny
+    ctx = SimpleNamespace(
+        period=Period.parse("2026-10"),
+        scope=scope,
+        scope_id=scope_id,
+        scope_name=name,
+        team_id=team_id,
+        cube=cube,
+        source=src,
+        unavailable=cube.attrs["unavailable"],
+        findings=["opportunities.amount: 1 row <missing>"],
+        fingerprint="abc123",
+        code_version="0.1.0",
+        as_of="2026-11-28",
+        generated_at="2026-11-28T09:00:00",
+        batch=SimpleNamespace(
+            reps=pd.DataFrame(REPS).assign(is_active=True), teams=pd.DataFrame(TEAMS)
+        ),
+    )
+    return Report(
+        role,
+        ctx,
+        {
+            "period": "2026-10",
+            "scope_id": scope_id,
+            "source": "<frames>",
+            "batch_dir": "",
+            "targets": "",
+        },
+    )
+
+
+def test_highlights_state_revenue_against_target_and_the_previous_month(tiny):
+    html = str(report_for(tiny, "executive", "company", "all", "Company").highlights())
+    # October: 100 + 300 + 1000 = 1400 against 1000; September: 200 -> up 600%
+    assert "<b>$1.4K</b>" in html and "140% of the $1K target" in html
+    assert "up 600% on September 2026" in html
+
+
+def test_rep_tiles_compare_with_the_team_median_and_leave_out_company_only_kpis(tiny):
+    html = str(report_for(tiny, "rep", "rep", "r2", "Bob", team_id="east").tiles())
+    assert 'data-kpi="cac"' not in html
+    # east reps booked 100 (Ann) and 300 (Bob): median 200
+    assert "Team median: <b>$200</b>" in html
+    assert "Ann" not in html
+
+
+def test_manager_leaderboard_lists_only_the_teams_reps_escaped(tiny):
+    html = str(report_for(tiny, "manager", "team", "east", "East").leaderboard())
+    assert "&lt;b&gt;Ann&lt;/b&gt;" in html and "Bob" in html and "Cy" not in html
+    assert html.index("Bob") < html.index("&lt;b&gt;Ann")  # ranked by revenue
+    assert '50% <span class="kr-sub">(1/2)</span>' in html  # Bob: 1 won of 2 closed
+
+
+def test_deals_needed_says_when_the_target_is_met(tiny):
+    html = str(report_for(tiny, "manager", "team", "west", "West").deals_needed())
+    assert "Target met" in html
+
+
+def test_data_quality_note_lists_findings_escaped_and_footer_carries_provenance(tiny):
+    r = report_for(tiny, "executive", "company", "all", "Company")
+    assert "&lt;missing&gt;" in str(r.data_quality())
+    footer = str(r.footer())
+    assert "abc123" in footer and "0.1.0" in footer and "period=2026-10" in footer
+
+
+def test_glossary_prints_registry_definitions(tiny):
+    from kpi_lib.registry import REGISTRY
+
+    html = str(report_for(tiny, "executive", "company", "all", "Company").glossary())
+    assert REGISTRY["win_rate"].definition in html
+
+
+def test_report_sections_display_as_display_data(tiny):
+    block = report_for(tiny, "executive", "company", "all", "Company").header()
+    assert hasattr(block, "_ipython_display_") and "<style>" in str(block)
+
+
+def test_open_report_rejects_a_scope_of_the_wrong_role(monkeypatch):
+    from kpi_lib import batch
+
+    monkeypatch.setattr(
+        batch,
+        "report_context",
+        lambda *a, **k: SimpleNamespace(scope="rep", period=Period.parse("2026-10")),
+    )
+    with pytest.raises(ParamsError, match="manager report needs scope_id = a team_id"):
+        open_report("manager", "2026-10", "R001")
+    with pytest.raises(ParamsError, match="unknown report role"):
+        open_report("cfo")
+
+
+# ---- detail queries ---------------------------------------------------------------------------
+
+
+def test_open_deals_are_those_open_at_the_end_of_the_period_largest_first(tiny):
+    src, _ = tiny
+    deals = details.open_deals(
+        src, Period.parse("2026-10"), "team", "east", stage_probabilities={"Demo": 0.5}
+    )
+    assert list(deals["opportunity_id"]) == ["o6", "o7"]
+    assert deals.loc[0, "weighted_amount"] == 35.0
+    assert deals.loc[1, "weighted_amount"] == 0.0  # no probability for Proposal
+    # o7 created 2026-08-01, snapshot 2026-11-01: 92 days
+    assert deals.loc[1, "age_days"] == pytest.approx(92.0)
+    assert deals["is_expected_close_estimated"].all()
+
+
+def test_open_deals_respect_the_report_date(tiny):
+    src, _ = tiny
+    deals = details.open_deals(src, Period.parse("2026-10"), "rep", "r1", as_of="2026-10-10")
+    assert list(deals["opportunity_id"]) == []  # o6 was created on 2026-10-20
+
+
+def test_pipeline_by_stage_lists_stages_in_pipeline_order_with_empty_ones(tiny):
+    src, _ = tiny
+    pipe = details.pipeline_by_stage(
+        src, Period.parse("2026-10"), "company", "all", stages=["Discovery", "Demo", "Proposal"]
+    )
+    assert list(pipe["stage"]) == ["Discovery", "Demo", "Proposal"]
+    assert list(pipe["deals"]) == [0, 1, 1]
+    assert list(pipe["amount"]) == [0.0, 70.0, 30.0]
+
+
+def test_reps_in_scope_keeps_reps_active_in_the_period():
+    src = source(
+        [],
+        teams=TEAMS,
+        reps=[
+            {"rep_id": "r1", "rep_name": "Ann", "team_id": "east", "end_at": "2026-09-15"},
+            {"rep_id": "r2", "rep_name": "Bob", "team_id": "east", "start_at": "2026-10-20"},
+            {"rep_id": "r3", "rep_name": "Cy", "team_id": "west"},
+        ],
+    )
+    assert list(details.reps_in_scope(src, Period.parse("2026-10"), "team", "east")["rep_id"]) == [
+        "r2"
+    ]
