@@ -115,13 +115,17 @@ def source(opportunities=(), *, teams=TEAMS, reps=REPS, **tables):
     )
 
 
-def cube(period, opportunities=(), *, as_of=AS_OF, targets=None, **tables):
-    """The cube of a tiny CRM; no targets unless given (so params/targets.yaml never leaks in)."""
+def cube(period, opportunities=(), *, as_of=AS_OF, targets=None, settings=None, **tables):
+    """The cube of a tiny CRM on the contract's defaults: no targets, gross margin 1.0.
+
+    Explicit empty targets and settings keep the repository's params/*.yaml out of the tests.
+    """
     return kpi_lib.compute_cube(
         source(opportunities, **tables),
         period,
         as_of=as_of,
         targets=targets if targets is not None else {},
+        settings=settings if settings is not None else {},
     )
 
 

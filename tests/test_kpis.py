@@ -1098,6 +1098,12 @@ def test_retention_churn_and_clv_by_account_revenue(revenue, retention, churn, c
     assert value(c, "clv", OCT) == same(clv)
 
 
+def test_clv_scales_with_the_gross_margin_setting():
+    c = cube(OCT, accounts=RET_ACCOUNTS, revenue=SEPT_OCT_REVENUE, settings={"gross_margin": 0.6})
+    assert value(c, "clv", OCT) == same(312.5 * 0.6 / 0.25)  # 750
+    assert value(c, "retention_rate", OCT) == same(0.75)  # the margin touches CLV only
+
+
 def test_retention_and_churn_numerators_share_the_previous_period_denominator():
     c = cube(OCT, accounts=RET_ACCOUNTS, revenue=SEPT_OCT_REVENUE)
     assert parts(c, "retention_rate", OCT) == (3, 4)  # retained / accounts with revenue in Sep
