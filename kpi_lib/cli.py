@@ -1,7 +1,7 @@
 """``python -m kpi_lib <command>``: thin shells over the library's functions.
 
 Exit codes: 0 success, 2 bad input (one clear message, no traceback), 1 when some reports
-failed.
+or sends failed, 75 when another scheduled run holds the lock.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 def _kpis(args: argparse.Namespace) -> int:
     from kpi_lib.cube import compute_cube
 
-    cube = compute_cube(args.source, args.period, as_of=args.as_of, targets=args.targets)
+    cube = compute_cube(_source(args), args.period, as_of=args.as_of, targets=args.targets)
     for kpi, reason in cube.attrs.get("unavailable", {}).items():
         print(f"note: {kpi} is unavailable: {reason}", file=sys.stderr)
     for finding in cube.attrs.get("findings", []):
@@ -47,7 +47,10 @@ def _demo_data(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from kpi_lib.validate import validation_report
 
-    report = validation_report(args.source)
+    report = validation_report(
+        args.source, args.preset, options=args.options, colmap=args.colmap, fx=args.fx,
+        as_of=args.as_of,
+    )
     print(report.text())
     return EXIT_OK
 
@@ -63,6 +66,24 @@ def _render(args: argparse.Namespace) -> int:
     return EXIT_FAILED if result.failed else EXIT_OK
 
 
+def _source(args: argparse.Namespace):
+    """The source path, or a loaded source when a preset, column map or FX table is given."""
+    if not (args.preset or args.colmap or args.fx):
+        return args.source
+    from kpi_lib.sources import load_source
+
+    return load_source(args.source, args.preset, options=args.options, colmap=args.colmap,
+                       fx=args.fx)
+
+
+def _source_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", choices=["salesforce", "hubspot"],
+                   help="read a folder of CRM exports (see docs/data-sources.md)")
+    p.add_argument("--options", help="preset options YAML (stage map, qualified leads, teams)")
+    p.add_argument("--colmap", help="column map YAML from your files onto the canonical tables")
+    p.add_argument("--fx", help="FX table (CSV currency,rate or YAML) for mixed currencies")
+
+
 def _default_period() -> str:
     from kpi_lib.periods import last_complete_month
 
@@ -74,6 +95,92 @@ def _last_month(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _smtp_from_args(args: argparse.Namespace):
+    """SMTP settings from the options (or ``KPI_SMTP_*`` variables); None without a host."""
+    from kpi_lib.send import smtp_settings
+
+    if not args.smtp_host:
+        return None
+    security = "ssl" if args.ssl else "starttls" if args.starttls else (
+        os.environ.get("KPI_SMTP_SECURITY") or "none")
+    return smtp_settings(args.smtp_host, args.smtp_port, security, args.smtp_user)
+
+
+def _retry_from_args(args: argparse.Namespace):
+    from kpi_lib.send import RetryPolicy
+
+    return RetryPolicy(attempts=args.retries, base_delay=args.retry_delay,
+                       max_delay=max(args.retry_delay, args.retry_max_delay))
+
+
+def _send(args: argparse.Namespace) -> int:
+    from kpi_lib.send import send_batch
+
+    result = send_batch(args.period, out=args.out, recipients=args.recipients,
+                        smtp=_smtp_from_args(args), retry=_retry_from_args(args))
+    print(result.summary(), file=sys.stderr)
+    return EXIT_FAILED if result.failed else EXIT_OK
+
+
+def _scheduled(args: argparse.Namespace, kind: str) -> int:
+    from kpi_lib import schedule
+
+    day = schedule.today(args.today)
+    plan = schedule.monthly_plan(day) if kind == "monthly" else schedule.mtd_plan(day)
+    send = not args.no_send if kind == "monthly" else args.send
+    try:
+        with schedule.run_lock(args.out, f"{kind} {plan.period.label}"):
+            result = schedule.run(
+                plan, source=args.source, out=args.out, send=send, recipients=args.recipients,
+                smtp=_smtp_from_args(args) if send else None, retry=_retry_from_args(args),
+                jobs=args.jobs, targets=args.targets, matrix=args.matrix,
+                rerender=args.rerender,
+            )
+    except schedule.RunLocked as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return schedule.EXIT_LOCKED
+    return EXIT_FAILED if result.failed else EXIT_OK
+
+
+def _monthly(args: argparse.Namespace) -> int:
+    return _scheduled(args, "monthly")
+
+
+def _mtd(args: argparse.Namespace) -> int:
+    return _scheduled(args, "mtd")
+
+
+def _add_delivery_options(p: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    p.add_argument("--out", default="reports", help="the reports folder (default: reports)")
+    p.add_argument("--recipients", default="params/recipients.yaml")
+    p.add_argument("--smtp-host", default=env("KPI_SMTP_HOST"),
+                   help="send through this server (default $KPI_SMTP_HOST; none: .eml files "
+                   "in <out>/<period>/outbox/)")
+    p.add_argument("--smtp-port", type=int, default=env("KPI_SMTP_PORT"),
+                   help="default: 465 with --ssl, 587 with --starttls, else 25")
+    security = p.add_mutually_exclusive_group()
+    security.add_argument("--starttls", action="store_true", help="upgrade with STARTTLS")
+    security.add_argument("--ssl", action="store_true", help="connect with TLS (SMTPS)")
+    p.add_argument("--smtp-user", default=env("KPI_SMTP_USER"),
+                   help="login user; the password only from $KPI_SMTP_PASSWORD")
+    p.add_argument("--retries", type=int, default=4, help="attempts per message (default 4)")
+    p.add_argument("--retry-delay", type=float, default=2.0,
+                   help="seconds before the first retry, doubling each time (default 2)")
+    p.add_argument("--retry-max-delay", type=float, default=60.0)
+
+
+def _add_schedule_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--today", help="the run's date YYYY-MM-DD (default $KPI_TODAY, else today)")
+    p.add_argument("--source", default="data/demo.duckdb")
+    p.add_argument("--jobs", type=int, default=None, help="parallel reports (default: cores)")
+    p.add_argument("--targets", default="params/targets.yaml")
+    p.add_argument("--matrix", default="params/reports.yaml", help="the report matrix")
+    p.add_argument("--rerender", action="store_true",
+                   help="render even if a complete batch with data as recent exists")
+    _add_delivery_options(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m kpi_lib", description="Sales KPI reporting kit: KPIs, demo data, reports."
@@ -81,8 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     p = sub.add_parser("kpis", help="compute the KPI cube as CSV")
-    p.add_argument("--source", required=True, help="folder of CSV/Parquet tables or a DuckDB file")
+    p.add_argument("--source", required=True,
+                   help="folder of CSV/Parquet tables, a DuckDB file, a source YAML or a SQL URL")
     p.add_argument("--period", required=True, help="YYYY-MM, YYYY-Qn, YYYY or a range A:B")
+    _source_options(p)
     p.add_argument("--as-of", help="report date YYYY-MM-DD (default: today)")
     p.add_argument("--targets", default="params/targets.yaml", help="targets YAML")
     p.add_argument("--out", help="CSV file to write (default: stdout)")
@@ -98,16 +207,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check a source and print a data-quality report")
     p.add_argument("--source", required=True)
+    p.add_argument("--as-of", help="report date YYYY-MM-DD: later dates are findings (default: today)")
+    _source_options(p)
     p.set_defaults(run=_validate)
 
     p = sub.add_parser("render", help="render the batch of reports for a period")
     p.add_argument("--period", default=None, help="default: last complete month")
-    p.add_argument("--source", default="data/demo.duckdb")
+    p.add_argument("--source", default="data/demo.duckdb",
+                   help="as for kpis; for exports, a source YAML naming path and preset")
     p.add_argument("--out", default="reports")
     p.add_argument("--jobs", type=int, default=None, help="parallel reports (default: cores)")
     p.add_argument("--as-of", help="report date YYYY-MM-DD (default: today)")
     p.add_argument("--targets", default="params/targets.yaml")
     p.set_defaults(run=_render)
+
+    p = sub.add_parser("send", help="email (or write as .eml) the digests of a rendered batch")
+    p.add_argument("--period", default=None, help="default: last complete month")
+    _add_delivery_options(p)
+    p.set_defaults(run=_send)
+
+    p = sub.add_parser("monthly", help="render the last complete month and send its digests")
+    _add_schedule_options(p)
+    p.add_argument("--no-send", action="store_true", help="render only")
+    p.set_defaults(run=_monthly)
+
+    p = sub.add_parser("mtd", help="render the month to date (no email unless --send)")
+    _add_schedule_options(p)
+    p.add_argument("--send", action="store_true", help="also send the digests")
+    p.set_defaults(run=_mtd)
 
     p = sub.add_parser("last-month", help="print the last complete month (YYYY-MM)")
     p.set_defaults(run=_last_month)

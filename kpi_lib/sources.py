@@ -1,19 +1,36 @@
-"""Load a source into the canonical tables, typed and validated.
+"""Load a source into the canonical tables, typed, validated, with every row accounted for.
 
-A source is a folder of ``<table>.csv`` / ``<table>.parquet``, a DuckDB file, or a dict of
-pandas DataFrames (tests, notebooks). Whatever the source, the result is a ``Source``: the
-canonical tables as pandas frames, checked against the data contract, and the same tables
-registered in an Ibis backend (embedded DuckDB) where the KPI expressions run.
+A source is a folder of ``<table>.csv`` / ``<table>.parquet``, a DuckDB file, a SQL URL
+(``postgresql://...``, any Ibis backend), a dict of pandas DataFrames (tests, notebooks), a
+folder of CRM exports read through a preset (``preset="salesforce"`` / ``"hubspot"``,
+``kpi_lib.presets``), or anything read through a YAML column map (``kpi_lib.colmap``).
+
+Whatever the source, the result is a ``Source``: the canonical tables checked against the data
+contract (DESIGN.md section 3), the rows that would corrupt a KPI set aside in quarantine with a
+reason, the data-quality findings, and the tables as Ibis expressions where the KPIs run
+(embedded DuckDB for files and frames; the warehouse itself for a SQL URL).
+
+Three outcomes for a problem in the data:
+
+- hard error (``DataError``, exit code 2): the contract is broken (missing column, wrong type,
+  duplicate key, unknown owner, closed deal without close date, mixed currencies without FX);
+- quarantine: the row is kept out of the KPIs and counted with its reason (a deal closed before
+  it was created, a negative deal amount, stage history of an unknown deal);
+- finding: the row is used and the oddity is reported (won deals without amount, dates after
+  the load date, activities pointing at unknown leads or deals).
 """
 
 from __future__ import annotations
 
 import hashlib
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import ibis
 import pandas as pd
+import yaml
 
 from kpi_lib.errors import DataError, SourceError
 from kpi_lib.schema import ACTIVITY_TYPES, SPEND_CATEGORIES, TABLES, TableSpec
@@ -21,11 +38,16 @@ from kpi_lib.schema import ACTIVITY_TYPES, SPEND_CATEGORIES, TABLES, TableSpec
 _NULL_TEXT = {"", "na", "n/a", "null", "none", "nan", "nat"}
 _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
 _FALSE = {"false", "f", "no", "n", "0", "0.0"}
+_SOURCE_FILE_KEYS = {"path", "url", "preset", "options", "colmap", "fx"}
 
 
 @dataclass
 class Finding:
-    """One data-quality observation: which table and column, how many rows, what it means."""
+    """One data-quality observation: which table and column, how many rows, what it means.
+
+    ``severity`` is ``"warning"`` (the rows are used) or ``"quarantine"`` (the rows are kept out
+    of every KPI).
+    """
 
     table: str
     column: str | None
@@ -35,7 +57,8 @@ class Finding:
 
     def __str__(self) -> str:
         where = self.table + (f".{self.column}" if self.column else "")
-        return f"{where}: {self.count} row{'s' if self.count != 1 else ''} {self.message}"
+        text = f"{where}: {self.count} row{'s' if self.count != 1 else ''} {self.message}"
+        return text + (" [quarantined]" if self.severity == "quarantine" else "")
 
 
 @dataclass
@@ -52,17 +75,36 @@ class Source:
     frames: dict[str, pd.DataFrame]
     location: str
     findings: list[Finding] = field(default_factory=list)
+    quarantine: dict[str, pd.DataFrame] = field(default_factory=dict)
+    accounting: list[dict] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
     _con: object | None = None
     _fingerprint: str | None = None
+    _remote: dict[str, ibis.Table] | None = None
+    _absent: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def is_remote(self) -> bool:
+        """Whether the tables live in a warehouse (SQL URL): KPIs run there, rows stay there."""
+        return self._remote is not None
 
     def has(self, table: str) -> bool:
         """Whether the source provides ``table`` (the required ones always do)."""
-        return table in self.frames
+        return table in self.frames or (self._remote is not None and table in self._remote)
 
     def frame(self, table: str) -> pd.DataFrame:
-        """The canonical table as a pandas DataFrame (do not modify it)."""
+        """The canonical table as a pandas DataFrame (do not modify it).
+
+        For a warehouse source this downloads the table: fine for ``teams`` and ``reps``, which
+        are fetched anyway; KPI code uses ``table()`` instead.
+        """
         if table not in self.frames:
-            raise SourceError(f"{self.location}: the source has no '{table}' table")
+            if not self.has(table):
+                raise SourceError(f"{self.location}: the source has no '{table}' table")
+            df = self._remote[table].to_pandas()
+            for column, kind in TABLES[table].columns.items():
+                df[column] = _COERCE[kind](df[column])
+            self.frames[table] = df
         return self.frames[table]
 
     @property
@@ -76,39 +118,104 @@ class Source:
         return self._con
 
     def table(self, name: str) -> ibis.Table:
-        """The canonical table as an Ibis table expression."""
+        """The canonical table as an Ibis table expression (quarantined rows left out)."""
+        if self._remote is not None and name in self._remote:
+            return self._remote[name]
         self.frame(name)
         return self.con.table(name)
 
     @property
     def fingerprint(self) -> str:
-        """A short hash of the canonical tables' contents: equal data, equal fingerprint."""
+        """A short hash of the canonical tables' contents: equal data, equal fingerprint.
+
+        For a warehouse source: a hash of per-table aggregates (row counts, sums, date ranges),
+        computed in the warehouse.
+        """
         if self._fingerprint is None:
             digest = hashlib.sha256()
-            for name in sorted(self.frames):
-                df = self.frames[name]
-                digest.update(name.encode() + b"|" + ",".join(df.columns).encode())
-                digest.update(pd.util.hash_pandas_object(df, index=False).values.tobytes())
+            if self._remote is not None:
+                from kpi_lib.warehouse import remote_fingerprint
+
+                digest.update(remote_fingerprint(self).encode())
+            else:
+                for name in sorted(self.frames):
+                    df = self.frames[name]
+                    digest.update(name.encode() + b"|" + ",".join(df.columns).encode())
+                    digest.update(pd.util.hash_pandas_object(df, index=False).values.tobytes())
             self._fingerprint = digest.hexdigest()[:16]
         return self._fingerprint
 
     def has_column(self, table: str, column: str) -> bool:
         """Whether the source provides ``table.column`` (absent optional columns are all null)."""
-        return self.has(table) and column not in self.frames[table].attrs.get("absent", [])
+        if not self.has(table):
+            return False
+        if table in self._absent:
+            return column not in self._absent[table]
+        return column not in self.frames[table].attrs.get("absent", [])
 
     def row_counts(self) -> dict[str, int]:
+        """Rows used per canonical table (quarantined rows not included)."""
+        if self._remote is not None:
+            return {
+                e["table"]: e["rows"]
+                for e in self.accounting
+                if e["status"] == "used" and e["table"] in TABLES
+            }
         return {name: len(df) for name, df in self.frames.items()}
 
+    def row_accounting(self) -> pd.DataFrame:
+        """Where every input row went. One row per table x status x reason.
 
-def load_source(source: str | Path | dict[str, pd.DataFrame] | Source) -> Source:
+        ``status`` is ``used`` (in the KPIs), ``quarantined`` (kept out, with the reason) or
+        ``not a row`` (a preset's raw row that holds no canonical row, with the reason: e.g. an
+        OpportunityHistory row that changed the amount, not the stage). Per table, the rows add up
+        to the rows read.
+
+        Example
+        -------
+        >>> load_source("data/demo.duckdb").row_accounting().head(2)   # doctest: +SKIP
+                table status reason  rows
+        0       teams   used            6
+        1        reps   used           36
+        """
+        columns = ["table", "status", "reason", "rows"]
+        return pd.DataFrame(self.accounting, columns=columns)
+
+
+def load_source(
+    source: str | Path | dict[str, pd.DataFrame] | Source,
+    preset: str | None = None,
+    *,
+    options: str | Path | dict | None = None,
+    colmap: str | Path | dict | None = None,
+    fx: str | Path | dict | None = None,
+    as_of=None,
+) -> Source:
     """Load and validate a source into the canonical tables.
 
     Parameters
     ----------
     source
         A folder of ``<table>.csv`` / ``<table>.parquet`` files, a DuckDB file
-        (``data/demo.duckdb``), a dict ``{table name: DataFrame}``, or an already loaded
-        ``Source`` (returned as is).
+        (``data/demo.duckdb``), a SQL URL (``postgresql://kpi@db.internal/crm``; any URL
+        ``ibis.connect`` takes) or a connected Ibis backend, a dict ``{table name: DataFrame}``,
+        a source file (YAML with ``path`` or ``url`` and optionally ``preset``, ``options``,
+        ``colmap``, ``fx``), or an already loaded ``Source`` (returned as is).
+    preset
+        ``"salesforce"`` or ``"hubspot"``: ``source`` is a folder of that CRM's exports
+        (``kpi_lib.presets``).
+    options
+        Preset options (stage map, qualified-lead rule, team mapping, probability scale), a
+        YAML file or a dict; see ``docs/data-sources.md``.
+    colmap
+        A column map (YAML file or dict) from the files or tables of ``source`` onto the
+        canonical tables (``kpi_lib.colmap``).
+    fx
+        Exchange rates to one reporting currency, ``{"currency": "USD", "rates": {"EUR": 1.08}}``
+        or a YAML/CSV file (``currency,rate``). Without it, opportunities in more than one
+        currency are refused.
+    as_of
+        Rows dated after this day are reported as future-dated (default: today).
 
     Returns
     -------
@@ -125,28 +232,80 @@ def load_source(source: str | Path | dict[str, pd.DataFrame] | Source) -> Source
     """
     if isinstance(source, Source):
         return source
+    if _is_source_file(source):
+        return _load_source_file(Path(source), preset, options, colmap, fx, as_of)
+    rates = load_fx(fx)
+    if _is_remote(source):
+        from kpi_lib.warehouse import load_remote
+
+        return load_remote(source, rates, as_of=as_of)
+    accounting: list[dict] = []
+    findings: list[Finding] = []
+    settings: dict = {}
+    if preset is not None and colmap is not None:
+        raise SourceError("give a preset or a column map, not both")
     if isinstance(source, dict):
+        if preset or colmap:
+            raise SourceError("presets and column maps read files; give a folder")
         raw = {name: (df, None) for name, df in source.items()}
         location = "<frames>"
+        unknown = sorted(set(raw) - set(TABLES))
+        if unknown:
+            raise SourceError(f"unknown table(s) {unknown}; canonical tables are {list(TABLES)}")
     else:
         path = Path(source)
         location = str(path)
         if not path.exists():
             raise SourceError(f"source '{path}' does not exist")
-        if path.is_dir():
+        if preset is not None:
+            from kpi_lib.presets import read_preset
+
+            result = read_preset(preset, path, options)
+            raw, settings = result.tables, result.settings
+            findings += result.findings
+            accounting += result.accounting
+            location = f"{path} ({preset} preset)"
+        elif colmap is not None:
+            from kpi_lib.colmap import read_colmap
+
+            raw, skipped = read_colmap(colmap, path)
+            accounting += skipped
+            location = f"{path} (column map)"
+        elif path.is_dir():
             raw = _read_folder(path)
         elif path.suffix.lower() in {".duckdb", ".db", ".ddb"}:
             raw = _read_duckdb(path)
         else:
             raise SourceError(
-                f"source '{path}': expected a folder of <table>.csv/.parquet files "
-                "or a DuckDB file (.duckdb)"
+                f"source '{path}': expected a folder of <table>.csv/.parquet files, "
+                "a DuckDB file (.duckdb), a source file (.yaml) or a SQL URL"
             )
-    unknown = sorted(set(raw) - set(TABLES))
-    if unknown and isinstance(source, dict):
-        raise SourceError(f"unknown table(s) {unknown}; canonical tables are {list(TABLES)}")
+    return build_source(
+        raw,
+        location,
+        findings=findings,
+        accounting=accounting,
+        settings=settings,
+        fx=rates,
+        as_of=as_of,
+    )
+
+
+def build_source(
+    raw: dict[str, tuple[pd.DataFrame, str | None]],
+    location: str,
+    *,
+    findings: list[Finding] | None = None,
+    accounting: list[dict] | None = None,
+    settings: dict | None = None,
+    fx: dict | None = None,
+    as_of=None,
+) -> Source:
+    """Type, check and quarantine raw canonical tables ``{name: (frame, file)}`` into a Source."""
+    findings = list(findings or [])
+    accounting = list(accounting or [])
     frames: dict[str, pd.DataFrame] = {}
-    findings: list[Finding] = []
+    files = {name: file for name, (_, file) in raw.items()}
     for spec in TABLES.values():
         if spec.name not in raw:
             if spec.is_required:
@@ -157,13 +316,119 @@ def load_source(source: str | Path | dict[str, pd.DataFrame] | Source) -> Source
             continue
         df, file = raw[spec.name]
         frames[spec.name] = _coerce(spec, df, file, findings)
-    _check_references(frames, {name: file for name, (_, file) in raw.items()}, findings)
-    return Source(frames=frames, location=location, findings=findings)
+    if "opportunities" in frames:
+        frames["opportunities"] = _apply_fx(frames["opportunities"], fx, files.get("opportunities"))
+    _check_references(frames, files, findings)
+    frames, quarantine = _quarantine(frames, findings)
+    _observe(frames, findings, _today(as_of))
+    for name, df in frames.items():
+        accounting.append({"table": name, "status": "used", "reason": "", "rows": len(df)})
+        if name in quarantine:
+            for reason, rows in quarantine[name]["reason"].value_counts(sort=False).items():
+                accounting.append(
+                    {"table": name, "status": "quarantined", "reason": reason, "rows": int(rows)}
+                )
+    return Source(
+        frames=frames,
+        location=location,
+        findings=findings,
+        quarantine=quarantine,
+        accounting=accounting,
+        settings=dict(settings or {}),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Reading
 # ---------------------------------------------------------------------------------------------
+
+
+def _is_remote(source) -> bool:
+    if isinstance(source, ibis.BaseBackend):
+        return True
+    return isinstance(source, str) and "://" in source and not Path(source).exists()
+
+
+def _is_source_file(source) -> bool:
+    return isinstance(source, str | Path) and Path(source).suffix.lower() in {".yaml", ".yml"}
+
+
+def _read_yaml(path: Path, what: str) -> dict:
+    if not path.exists():
+        raise SourceError(f"{what} '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SourceError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SourceError(f"{path}: expected a mapping at the top of the {what}")
+    return data
+
+
+def _load_source_file(path: Path, preset, options, colmap, fx, as_of) -> Source:
+    """A YAML source file: where the data is and how to read it (or a column map itself)."""
+    spec = _read_yaml(path, "source file")
+    if "tables" in spec:  # a column map whose files are relative to it
+        return load_source(path.parent, colmap=path, fx=fx, as_of=as_of)
+    unknown = set(spec) - _SOURCE_FILE_KEYS
+    if unknown or ("path" in spec) == ("url" in spec):
+        raise SourceError(
+            f"{path}: a source file needs exactly one of 'path' or 'url', and may add "
+            f"'preset', 'options', 'colmap', 'fx' (unknown keys: {sorted(unknown) or 'none'})"
+        )
+
+    def near(value):
+        if value is None or isinstance(value, dict):
+            return value
+        p = Path(value)
+        return p if p.is_absolute() else path.parent / p
+
+    target = spec["url"] if "url" in spec else near(spec["path"])
+    return load_source(
+        target,
+        preset or spec.get("preset"),
+        options=options or near(spec.get("options")),
+        colmap=colmap or near(spec.get("colmap")),
+        fx=fx or near(spec.get("fx")),
+        as_of=as_of,
+    )
+
+
+def read_table_file(file: Path, table: str) -> pd.DataFrame:
+    """One CSV (all text, nothing guessed) or Parquet file; unreadable files are a SourceError."""
+    try:
+        if file.suffix.lower() == ".parquet":
+            return pd.read_parquet(file)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)  # ragged rows lose data
+            df = pd.read_csv(
+                file,
+                dtype=str,
+                keep_default_na=False,
+                skipinitialspace=True,
+                encoding="utf-8-sig",
+                index_col=False,
+            )
+    except (
+        ValueError,
+        OSError,
+        pd.errors.ParserError,
+        pd.errors.ParserWarning,
+        UnicodeDecodeError,
+    ) as exc:
+        raise SourceError(f"{file}: cannot read table '{table}': {exc}") from exc
+    dup = [
+        c
+        for c in df.columns
+        if "." in str(c)
+        and str(c).rsplit(".", 1)[0] in df.columns
+        and str(c).rsplit(".", 1)[1].isdigit()
+    ]
+    if dup:
+        raise SourceError(
+            f"{file}: table '{table}': column '{dup[0].rsplit('.', 1)[0]}' appears twice"
+        )
+    return df
 
 
 def _read_folder(path: Path) -> dict[str, tuple[pd.DataFrame, str]]:
@@ -172,17 +437,9 @@ def _read_folder(path: Path) -> dict[str, tuple[pd.DataFrame, str]]:
         csv, parquet = path / f"{name}.csv", path / f"{name}.parquet"
         if csv.exists() and parquet.exists():
             raise SourceError(f"{path}: both {csv.name} and {parquet.name} exist; keep one")
-        try:
-            if csv.exists():
-                raw[name] = (
-                    pd.read_csv(csv, dtype=str, keep_default_na=False, skipinitialspace=True),
-                    str(csv),
-                )
-            elif parquet.exists():
-                raw[name] = (pd.read_parquet(parquet), str(parquet))
-        except (ValueError, OSError, pd.errors.ParserError) as exc:
-            file = csv if csv.exists() else parquet
-            raise SourceError(f"{file}: cannot read table '{name}': {exc}") from exc
+        for file in (csv, parquet):
+            if file.exists():
+                raw[name] = (read_table_file(file, name), str(file))
     return raw
 
 
@@ -194,7 +451,10 @@ def _read_duckdb(path: Path) -> dict[str, tuple[pd.DataFrame, str]]:
     except duckdb.Error as exc:
         raise SourceError(f"{path}: cannot open as a DuckDB database: {exc}") from exc
     try:
-        present = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        present = {
+            row[0]
+            for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+        }
         return {
             name: (con.execute(f'SELECT * FROM "{name}"').df(), f"{path}:{name}")
             for name in TABLES
@@ -204,14 +464,93 @@ def _read_duckdb(path: Path) -> dict[str, tuple[pd.DataFrame, str]]:
         con.close()
 
 
+def load_fx(fx: str | Path | dict | None) -> dict | None:
+    """Exchange rates ``{"currency": "USD", "rates": {"EUR": 1.08, ...}}`` or None.
+
+    A rate converts one unit of the deal's currency into the reporting currency. A CSV file has
+    the columns ``currency,rate``; a YAML file the shape above (``rates`` alone is enough).
+    """
+    if fx is None:
+        return None
+    if isinstance(fx, str | Path):
+        path = Path(fx)
+        if path.suffix.lower() == ".csv":
+            if not path.exists():
+                raise SourceError(f"FX table '{path}' does not exist")
+            df = read_table_file(path, "fx")
+            if not {"currency", "rate"} <= set(df.columns):
+                raise SourceError(f"{path}: an FX table needs the columns currency,rate")
+            fx = {"rates": dict(zip(df["currency"], df["rate"], strict=True))}
+        else:
+            fx = _read_yaml(path, "FX table")
+    if "rates" not in fx:
+        fx = {"rates": fx}
+    rates = {}
+    for code, rate in (fx.get("rates") or {}).items():
+        try:
+            rates[str(code).strip().upper()] = float(rate)
+        except (TypeError, ValueError):
+            raise SourceError(f"FX table: rate of {code} is not a number ({rate!r})") from None
+        if not rates[str(code).strip().upper()] > 0:
+            raise SourceError(f"FX table: rate of {code} must be positive ({rate!r})")
+    currency = str(fx.get("currency", "")).strip().upper() or None
+    if currency:
+        rates.setdefault(currency, 1.0)
+    return {"currency": currency, "rates": rates}
+
+
+def _apply_fx(opps: pd.DataFrame, fx: dict | None, file: str | None) -> pd.DataFrame:
+    """One currency, or amounts converted to the reporting currency; mixed without FX is refused."""
+    currency = opps["currency"].str.strip().str.upper()
+    codes = currency.dropna().unique()
+    if fx is None:
+        if len(codes) > 1:
+            counts = currency.value_counts()
+            main = counts.index[0]
+            odd = currency.notna() & (currency != main)
+            raise DataError(
+                "opportunities",
+                f"holds amounts in {len(codes)} currencies ({', '.join(counts.index)}); sums "
+                f"would mix them. Give an FX table (fx=... / --fx, see docs/data-sources.md) "
+                f"or export one currency",
+                column="currency",
+                rows=opps.loc[odd, ["opportunity_id", "currency", "amount"]],
+                count=int(odd.sum()),
+                file=file,
+            )
+        return opps
+    missing = currency.notna() & ~currency.isin(list(fx["rates"]))
+    if missing.any():
+        raise DataError(
+            "opportunities",
+            f"has currencies without a rate in the FX table "
+            f"({', '.join(sorted(set(currency[missing])))})",
+            column="currency",
+            rows=opps.loc[missing, ["opportunity_id", "currency", "amount"]],
+            count=int(missing.sum()),
+            file=file,
+        )
+    out = opps.copy()
+    rate = currency.map(fx["rates"]).astype("float64").fillna(1.0)
+    out["amount"] = out["amount"] * rate
+    if fx["currency"]:
+        out["currency"] = out["currency"].where(out["currency"].isna(), fx["currency"])
+    out.attrs = dict(opps.attrs)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Typing and validation
 # ---------------------------------------------------------------------------------------------
 
 
-def _coerce(spec: TableSpec, df: pd.DataFrame, file: str | None, findings: list[Finding]) -> pd.DataFrame:
+def _coerce(
+    spec: TableSpec, df: pd.DataFrame, file: str | None, findings: list[Finding]
+) -> pd.DataFrame:
     """One canonical table: required columns present, every column typed, keys unique."""
-    df = df.rename(columns=lambda c: str(c).strip()).reset_index(drop=True)
+    df = df.rename(columns=lambda c: str(c).strip())
+    if not df.index.is_unique or not pd.api.types.is_integer_dtype(df.index):
+        df = df.reset_index(drop=True)  # else keep it: row numbers of the file for messages
     missing = [c for c in spec.required if c not in df.columns]
     if missing:
         raise DataError(
@@ -228,8 +567,12 @@ def _coerce(spec: TableSpec, df: pd.DataFrame, file: str | None, findings: list[
                 out[column] = _COERCE[kind](df[column])
             except _BadValues as bad:
                 raise DataError(
-                    spec.name, bad.problem, column=column, file=file,
-                    rows=df.loc[bad.mask, _show_columns(spec, df, column)], count=int(bad.mask.sum()),
+                    spec.name,
+                    bad.problem,
+                    column=column,
+                    file=file,
+                    rows=df.loc[bad.mask, _show_columns(spec, df, column)],
+                    count=int(bad.mask.sum()),
                 ) from None
         else:
             out[column] = pd.Series(pd.NA, index=df.index, dtype=_NULL_DTYPE[kind])
@@ -238,18 +581,26 @@ def _coerce(spec: TableSpec, df: pd.DataFrame, file: str | None, findings: list[
         nulls = out[column].isna()
         if nulls.any():
             raise DataError(
-                spec.name, "must not be empty", column=column,
-                rows=df.loc[nulls, _show_columns(spec, df, column)], count=int(nulls.sum()), file=file,
+                spec.name,
+                "must not be empty",
+                column=column,
+                rows=df.loc[nulls, _show_columns(spec, df, column)],
+                count=int(nulls.sum()),
+                file=file,
             )
     if spec.key:
         dup = out[spec.key].duplicated(keep=False)
         if dup.any():
             raise DataError(
-                spec.name, f"duplicate {spec.key} (the key must be unique)", column=spec.key,
-                rows=df.loc[dup, _show_columns(spec, df, spec.key)], count=int(dup.sum()), file=file,
+                spec.name,
+                f"duplicate {spec.key} (the key must be unique)",
+                column=spec.key,
+                rows=df.loc[dup, _show_columns(spec, df, spec.key)],
+                count=int(dup.sum()),
+                file=file,
             )
     _check_table(spec.name, out, df, file, findings)
-    return out
+    return _keep(out, pd.Series(True, index=out.index))
 
 
 def _show_columns(spec: TableSpec, df: pd.DataFrame, column: str) -> list[str]:
@@ -291,15 +642,24 @@ def _to_ts(series: pd.Series) -> pd.Series:
     else:
         text = _as_text(series)
         try:
-            parsed = pd.to_datetime(text, format="ISO8601")
-        except (ValueError, TypeError):
-            parsed = pd.to_datetime(text, format="mixed", errors="coerce")
+            parsed = _parse_dates(text)
+        except ValueError:  # mixed UTC offsets (or offsets and naive stamps): all to UTC
+            parsed = _parse_dates(text, utc=True)
         bad = parsed.isna() & text.notna()
         if bad.any():
-            raise _BadValues(bad, "is not a date or timestamp (expected e.g. 2026-10-31 or 2026-10-31 14:05)")
+            raise _BadValues(
+                bad, "is not a date or timestamp (expected e.g. 2026-10-31 or 2026-10-31 14:05)"
+            )
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return parsed.astype("datetime64[us]")
+
+
+def _parse_dates(text: pd.Series, **kwargs) -> pd.Series:
+    try:
+        return pd.to_datetime(text, format="ISO8601", **kwargs)
+    except (ValueError, TypeError, OverflowError):
+        return pd.to_datetime(text, format="mixed", errors="coerce", **kwargs)
 
 
 def _to_bool(series: pd.Series) -> pd.Series:
@@ -317,16 +677,27 @@ def _to_bool(series: pd.Series) -> pd.Series:
 
 def _to_num(series: pd.Series) -> pd.Series:
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
-        return series.astype("float64")
-    text = _as_text(series)
-    parsed = pd.to_numeric(text, errors="coerce")
-    bad = parsed.isna() & text.notna()
-    if bad.any():
-        raise _BadValues(bad, "is not a number")
-    return parsed.astype("float64")
+        parsed = series.astype("float64")
+    else:
+        text = _as_text(series)
+        parsed = pd.to_numeric(text, errors="coerce")
+        bad = parsed.isna() & text.notna()
+        if bad.any():
+            raise _BadValues(bad, "is not a number (no currency symbols or thousands separators)")
+        parsed = parsed.astype("float64")
+    infinite = parsed.abs() == float("inf")
+    if infinite.any():
+        raise _BadValues(infinite, "is not a finite number")
+    return parsed
 
 
-_NULL_DTYPE = {"id": "string", "str": "string", "ts": "datetime64[us]", "bool": "boolean", "num": "float64"}
+_NULL_DTYPE = {
+    "id": "string",
+    "str": "string",
+    "ts": "datetime64[us]",
+    "bool": "boolean",
+    "num": "float64",
+}
 _COERCE = {"id": _to_id, "str": _to_str, "ts": _to_ts, "bool": _to_bool, "num": _to_num}
 
 
@@ -342,45 +713,57 @@ def _check_table(
         bad = out["is_closed"] & out["closed_at"].isna()
         if bad.any():
             raise DataError(
-                name, "is required when is_closed is true", column="closed_at",
-                rows=raw.loc[bad, [c for c in ("opportunity_id", "is_closed", "closed_at") if c in raw]],
-                count=int(bad.sum()), file=file,
+                name,
+                "is required when is_closed is true",
+                column="closed_at",
+                rows=raw.loc[
+                    bad, [c for c in ("opportunity_id", "is_closed", "closed_at") if c in raw]
+                ],
+                count=int(bad.sum()),
+                file=file,
             )
         bad = out["is_won"] & ~out["is_closed"]
         if bad.any():
             raise DataError(
-                name, "is true on an opportunity that is not closed (is_closed false)", column="is_won",
-                rows=raw.loc[bad, ["opportunity_id", "is_closed", "is_won"]], count=int(bad.sum()), file=file,
+                name,
+                "is true on an opportunity that is not closed (is_closed false)",
+                column="is_won",
+                rows=raw.loc[bad, ["opportunity_id", "is_closed", "is_won"]],
+                count=int(bad.sum()),
+                file=file,
             )
-        negative = out["amount"] < 0
-        if negative.any():
-            findings.append(Finding(name, "amount", int(negative.sum()), "have a negative amount"))
-        backwards = out["closed_at"] < out["created_at"]
-        if backwards.any():
-            findings.append(Finding(name, "closed_at", int(backwards.sum()), "closed before they were created"))
     if name == "activities":
         kind = out["activity_type"].str.lower()
         unknown = ~kind.isin(ACTIVITY_TYPES)
         if unknown.any():
             values = ", ".join(sorted(set(out.loc[unknown, "activity_type"].astype(str)))[:5])
-            findings.append(Finding(
-                name, "activity_type", int(unknown.sum()),
-                f"have a type outside {'/'.join(ACTIVITY_TYPES)} ({values}); counted as 'other'",
-            ))
+            findings.append(
+                Finding(
+                    name,
+                    "activity_type",
+                    int(unknown.sum()),
+                    f"have a type outside {'/'.join(ACTIVITY_TYPES)} ({values}); counted as 'other'",
+                )
+            )
         out["activity_type"] = kind.where(~unknown, "other")
     if name == "spend":
         category = out["category"].str.lower()
         bad = ~category.isin(SPEND_CATEGORIES)
         if bad.any():
             raise DataError(
-                name, f"must be one of {', '.join(SPEND_CATEGORIES)}", column="category",
-                rows=raw.loc[bad, ["category"]], count=int(bad.sum()), file=file,
+                name,
+                f"must be one of {', '.join(SPEND_CATEGORIES)}",
+                column="category",
+                rows=raw.loc[bad, ["category"]],
+                count=int(bad.sum()),
+                file=file,
             )
         out["category"] = category
 
 
-# (table, column) -> (referenced table, referenced key)
-_REFERENCES = [
+# (table, column) -> (referenced table, referenced key): an unknown owner or team would silently
+# drop out of team and rep KPIs, so these are hard errors.
+REFERENCES = [
     ("reps", "team_id", "teams", "team_id"),
     ("opportunities", "owner_rep_id", "reps", "rep_id"),
     ("leads", "owner_rep_id", "reps", "rep_id"),
@@ -390,9 +773,11 @@ _REFERENCES = [
 ]
 
 
-def _check_references(frames: dict[str, pd.DataFrame], files: dict[str, str | None], findings: list[Finding]) -> None:
-    """Owners and teams must exist: an unknown one would silently drop out of team and rep KPIs."""
-    for table, column, target, key in _REFERENCES:
+def _check_references(
+    frames: dict[str, pd.DataFrame], files: dict[str, str | None], findings: list[Finding]
+) -> None:
+    """Owners and teams must exist; softer references are findings."""
+    for table, column, target, key in REFERENCES:
         if table not in frames or column not in frames[table]:
             continue
         values = frames[table][column]
@@ -402,24 +787,213 @@ def _check_references(frames: dict[str, pd.DataFrame], files: dict[str, str | No
             spec = TABLES[table]
             cols = [c for c in (spec.key, column) if c]
             raise DataError(
-                table, f"refers to a {key} that is not in '{target}'", column=column,
-                rows=df.loc[bad, cols], count=int(bad.sum()), file=files.get(table),
+                table,
+                f"refers to a {key} that is not in '{target}'",
+                column=column,
+                rows=df.loc[bad, cols],
+                count=int(bad.sum()),
+                file=files.get(table),
             )
-    if "leads" in frames and "opportunity_id" in frames["leads"]:
-        leads = frames["leads"]
-        orphan = leads["opportunity_id"].notna() & ~leads["opportunity_id"].isin(
-            frames["opportunities"]["opportunity_id"]
-        )
+    for table, column, target, key, message in SOFT_REFERENCES:
+        if table not in frames or target not in frames:
+            continue
+        values = frames[table][column]
+        orphan = values.notna() & ~values.isin(frames[target][key])
         if orphan.any():
-            findings.append(Finding(
-                "leads", "opportunity_id", int(orphan.sum()),
-                "point to an opportunity that is not in 'opportunities' (counted as not won)",
-            ))
-    if "revenue" in frames and "accounts" in frames:
-        revenue = frames["revenue"]
-        orphan = ~revenue["account_id"].isin(frames["accounts"]["account_id"])
+            findings.append(Finding(table, column, int(orphan.sum()), message))
+
+
+SOFT_REFERENCES = [
+    (
+        "leads",
+        "opportunity_id",
+        "opportunities",
+        "opportunity_id",
+        "point to an opportunity that is not in 'opportunities' (counted as not won)",
+    ),
+    (
+        "revenue",
+        "account_id",
+        "accounts",
+        "account_id",
+        "belong to an account that is not in 'accounts' (company figures only)",
+    ),
+    (
+        "activities",
+        "opportunity_id",
+        "opportunities",
+        "opportunity_id",
+        "point to an opportunity that is not in 'opportunities' (still counted as activities)",
+    ),
+    (
+        "activities",
+        "lead_id",
+        "leads",
+        "lead_id",
+        "point to a lead that is not in 'leads' (still counted as activities)",
+    ),
+    (
+        "opportunities",
+        "account_id",
+        "accounts",
+        "account_id",
+        "belong to an account that is not in 'accounts'",
+    ),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Quarantine and findings: the same rules for frames (pandas) and warehouse tables (Ibis)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A row-level data-quality rule. ``test(t)`` works on a pandas frame and an Ibis table."""
+
+    table: str
+    column: str
+    message: str
+    test: Callable
+    quarantine: bool
+
+
+def holds(value):
+    """A rule's result with nulls as False, for pandas Series and Ibis columns alike."""
+    if isinstance(value, ibis.Value):
+        return value.fill_null(False)
+    return value.fillna(False).astype(bool)
+
+
+QUARANTINE_RULES = [
+    Rule(
+        "opportunities",
+        "closed_at",
+        "closed before they were created",
+        lambda t: t.is_closed & (t.closed_at < t.created_at),
+        quarantine=True,
+    ),
+    Rule(
+        "opportunities", "amount", "have a negative amount", lambda t: t.amount < 0, quarantine=True
+    ),
+]
+
+FINDING_RULES = [
+    Rule(
+        "opportunities",
+        "amount",
+        "are won without an amount (in win rate, not in revenue or deal size)",
+        lambda t: t.is_won & t.amount.isnull(),
+        quarantine=False,
+    ),
+    Rule(
+        "leads",
+        "qualified_at",
+        "were qualified before they were created",
+        lambda t: t.qualified_at < t.created_at,
+        quarantine=False,
+    ),
+    Rule(
+        "leads",
+        "converted_at",
+        "were converted before they were created",
+        lambda t: t.converted_at < t.created_at,
+        quarantine=False,
+    ),
+    Rule(
+        "reps",
+        "end_at",
+        "left before they started (never counted as active)",
+        lambda t: t.end_at < t.start_at,
+        quarantine=False,
+    ),
+    Rule(
+        "revenue",
+        "amount",
+        "have a negative amount (credits; they reduce revenue)",
+        lambda t: t.amount < 0,
+        quarantine=False,
+    ),
+    Rule(
+        "spend",
+        "amount",
+        "have a negative amount (they reduce spend)",
+        lambda t: t.amount < 0,
+        quarantine=False,
+    ),
+]
+
+# Dates after the report date are not counted until then (DESIGN 4); after the load date they
+# are most likely typos, so they are named.
+FUTURE_COLUMNS = [
+    ("opportunities", "created_at"),
+    ("opportunities", "closed_at"),
+    ("leads", "created_at"),
+    ("leads", "qualified_at"),
+    ("activities", "occurred_at"),
+    ("revenue", "recognized_at"),
+    ("spend", "spent_at"),
+    ("stage_history", "entered_at"),
+]
+
+
+def _quarantine(frames: dict[str, pd.DataFrame], findings: list[Finding]):
+    """Set aside the rows that would corrupt a KPI; one finding per rule, rows kept with reason."""
+    quarantine: dict[str, list[pd.DataFrame]] = {}
+    for rule in QUARANTINE_RULES:
+        if rule.table not in frames:
+            continue
+        df = frames[rule.table]
+        bad = holds(rule.test(df))
+        if bad.any():
+            findings.append(
+                Finding(rule.table, rule.column, int(bad.sum()), rule.message, "quarantine")
+            )
+            quarantine.setdefault(rule.table, []).append(df[bad].assign(reason=rule.message))
+            frames[rule.table] = _keep(df, ~bad)
+    if "stage_history" in frames:
+        sh = frames["stage_history"]
+        orphan = ~sh["opportunity_id"].isin(frames["opportunities"]["opportunity_id"])
         if orphan.any():
-            findings.append(Finding(
-                "revenue", "account_id", int(orphan.sum()),
-                "belong to an account that is not in 'accounts' (company figures only)",
-            ))
+            message = "belong to an opportunity that is not in 'opportunities' (or was quarantined)"
+            findings.append(
+                Finding("stage_history", "opportunity_id", int(orphan.sum()), message, "quarantine")
+            )
+            quarantine.setdefault("stage_history", []).append(sh[orphan].assign(reason=message))
+            frames["stage_history"] = _keep(sh, ~orphan)
+    return frames, {name: pd.concat(parts) for name, parts in quarantine.items()}
+
+
+def _keep(df: pd.DataFrame, mask: pd.Series) -> pd.DataFrame:
+    kept = df[mask].reset_index(drop=True)
+    kept.attrs = dict(df.attrs)
+    return kept
+
+
+def _observe(frames: dict[str, pd.DataFrame], findings: list[Finding], today: pd.Timestamp) -> None:
+    """Findings on rows that stay in: odd but not corrupting."""
+    for rule in FINDING_RULES:
+        if rule.table in frames:
+            n = int(holds(rule.test(frames[rule.table])).sum())
+            if n:
+                findings.append(Finding(rule.table, rule.column, n, rule.message))
+    for table, column in FUTURE_COLUMNS:
+        if table in frames:
+            n = int((frames[table][column] >= today).sum())
+            if n:
+                findings.append(
+                    Finding(
+                        table,
+                        column,
+                        n,
+                        f"are dated after {(today - pd.Timedelta(days=1)).date()} (the load date); "
+                        "not counted in any report before that date",
+                    )
+                )
+
+
+def _today(as_of) -> pd.Timestamp:
+    """The first instant after the load date."""
+    from kpi_lib.periods import parse_as_of
+
+    return pd.Timestamp(parse_as_of(as_of))

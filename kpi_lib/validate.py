@@ -1,7 +1,9 @@
 """The data-quality report of a source: what was loaded, over which dates, and what looks wrong.
 
 Hard errors (missing column, wrong type, duplicate key, unknown owner) raise ``DataError`` while
-loading; what is left are findings that do not stop the KPIs.
+loading; what is left are findings, quarantined rows (kept out of the KPIs, with the reason) and
+the row accounting: every input row is used, quarantined, or "not a row" with a reason.
+The date ranges are computed where the tables live (in the warehouse for a SQL source).
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ from kpi_lib.sources import Finding, Source, load_source
 
 @dataclass
 class ValidationReport:
-    """Row counts and date ranges per canonical table, and the findings.
+    """Row counts and date ranges per canonical table, the findings, and the row accounting.
 
     Example
     -------
     >>> print(validation_report("data/demo.duckdb").text())    # doctest: +SKIP
     source: data/demo.duckdb (fingerprint 3f2a...)
-    table          rows  dates
-    teams             6
+    table          rows  quarantined  from        to
+    teams             6            0
     ...
     """
 
@@ -32,6 +34,12 @@ class ValidationReport:
     fingerprint: str
     tables: pd.DataFrame
     findings: list[Finding]
+    accounting: pd.DataFrame
+
+    @property
+    def quarantined(self) -> int:
+        """Rows kept out of the KPIs."""
+        return int(self.accounting.loc[self.accounting["status"] == "quarantined", "rows"].sum())
 
     def text(self) -> str:
         lines = [f"source: {self.location} (fingerprint {self.fingerprint})", ""]
@@ -42,24 +50,54 @@ class ValidationReport:
             lines += [f"  - {f}" for f in self.findings]
         else:
             lines.append("no findings: every check passed")
+        other = self.accounting[self.accounting["status"] != "used"]
+        if len(other):
+            lines += ["", "rows not used in the KPIs:"]
+            lines += [
+                f"  - {r.table}: {r.rows} {r.status} ({r.reason})" for r in other.itertuples()
+            ]
         return "\n".join(lines)
 
 
-def validation_report(source: str | Path | dict | Source) -> ValidationReport:
-    """Load ``source`` (raising on hard errors) and describe it. One row per canonical table."""
-    src = load_source(source)
+def validation_report(
+    source: str | Path | dict | Source,
+    preset: str | None = None,
+    *,
+    options=None,
+    colmap=None,
+    fx=None,
+    as_of=None,
+) -> ValidationReport:
+    """Load ``source`` (raising on hard errors) and describe it. One row per canonical table.
+
+    Parameters are those of ``load_source``.
+    """
+    src = load_source(source, preset, options=options, colmap=colmap, fx=fx, as_of=as_of)
+    accounting = src.row_accounting()
     rows = []
     for name, spec in TABLES.items():
         if not src.has(name):
-            rows.append({"table": name, "rows": "absent", "from": "", "to": ""})
+            rows.append({"table": name, "rows": "absent", "quarantined": "", "from": "", "to": ""})
             continue
-        df = src.frame(name)
+        mine = accounting[accounting["table"] == name]
         dates = [c for c, kind in spec.columns.items() if kind == "ts" and src.has_column(name, c)]
-        stamps = pd.concat([df[c] for c in dates]).dropna() if dates else pd.Series([], dtype="datetime64[us]")
-        rows.append({
-            "table": name,
-            "rows": str(len(df)),
-            "from": "" if stamps.empty else str(stamps.min().date()),
-            "to": "" if stamps.empty else str(stamps.max().date()),
-        })
-    return ValidationReport(src.location, src.fingerprint, pd.DataFrame(rows), list(src.findings))
+        low = high = None
+        if dates:
+            t = src.table(name)
+            aggs = {f"min_{c}": t[c].min() for c in dates} | {f"max_{c}": t[c].max() for c in dates}
+            stats = t.aggregate(**aggs).to_pandas().iloc[0]
+            lows = [stats[f"min_{c}"] for c in dates if pd.notna(stats[f"min_{c}"])]
+            highs = [stats[f"max_{c}"] for c in dates if pd.notna(stats[f"max_{c}"])]
+            low, high = (min(lows), max(highs)) if lows else (None, None)
+        rows.append(
+            {
+                "table": name,
+                "rows": str(int(mine.loc[mine["status"] == "used", "rows"].sum())),
+                "quarantined": str(int(mine.loc[mine["status"] == "quarantined", "rows"].sum())),
+                "from": "" if low is None else str(pd.Timestamp(low).date()),
+                "to": "" if high is None else str(pd.Timestamp(high).date()),
+            }
+        )
+    return ValidationReport(
+        src.location, src.fingerprint, pd.DataFrame(rows), list(src.findings), accounting
+    )
