@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from kpi_lib.cube import DEFAULT_TARGETS, PROJECT_ROOT, compute_cube, project_path
+from kpi_lib._paths import PROJECT_ROOT, project_path, resolve_source
+from kpi_lib.cube import DEFAULT_TARGETS, compute_cube
 from kpi_lib.errors import UnknownScopeError
 from kpi_lib.periods import Period, last_complete_month, parse_as_of
 from kpi_lib.sources import Source, load_source
@@ -168,7 +169,7 @@ def prepare_batch(
         Where to save the batch for the notebooks (``reports/2026-10/_data``); not saved if None.
     """
     p = resolve_period(period)
-    src = load_source(project_path(source) if isinstance(source, str) else source)
+    src = load_source(resolve_source(source))
     periods = [p.shift(-i) for i in reversed(range(HISTORY[p.grain]))]
     cube = compute_cube(src, periods, as_of=as_of, targets=targets)
     reps = src.frame("reps")[["rep_id", "rep_name", "team_id", "start_at", "end_at"]].copy()
@@ -224,7 +225,7 @@ class ReportContext:
     @cached_property
     def source(self) -> Source:
         """The loaded source, for the few detail queries beyond the cube (open deals, ...)."""
-        return load_source(project_path(self.source_path))
+        return load_source(resolve_source(self.source_path))
 
     @property
     def unavailable(self) -> dict[str, str]:

@@ -15,6 +15,7 @@ import pandas as pd
 import yaml
 from ibis import _
 
+from kpi_lib._paths import project_path
 from kpi_lib.errors import ParamsError
 from kpi_lib.measures import Window, compute_measures
 from kpi_lib.periods import Period, parse_as_of, parse_periods
@@ -23,7 +24,6 @@ from kpi_lib.sources import Source, load_source
 from kpi_lib.targets import Targets, load_targets
 
 CUBE_COLUMNS = ["period", "scope", "scope_id", "kpi", "value", "numerator", "denominator", "target"]
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TARGETS = "params/targets.yaml"
 DEFAULT_SETTINGS = "params/kpis.yaml"
 _BUILTIN_SETTINGS = {
@@ -32,14 +32,6 @@ _BUILTIN_SETTINGS = {
         "Prospecting": 0.1, "Discovery": 0.2, "Demo": 0.4, "Proposal": 0.6, "Negotiation": 0.8,
     },
 }
-
-
-def project_path(path: str | Path) -> Path:
-    """A params path as given when it exists, else relative to the project root."""
-    path = Path(path)
-    if path.is_absolute() or path.exists():
-        return path
-    return PROJECT_ROOT / path
 
 
 def load_settings(settings: str | Path | dict | None = DEFAULT_SETTINGS) -> dict:
@@ -123,9 +115,11 @@ def compute_cube(
         window_periods.append(window_periods[-1].shift(1))
     window = Window(tuple(window_periods), as_of_end)
 
-    measures = compute_measures(src, window, config["stage_probabilities"])
+    probabilities = {**config["stage_probabilities"], **src.settings.get("stage_probabilities", {})}
+    order = stage_order(src)
+    measures = compute_measures(src, window, probabilities, order)
     grid = _rollup(src, measures, window_periods)
-    values, unavailable = _evaluate(src, grid, window_periods, target_set, config)
+    values, unavailable = _evaluate(src, grid, window_periods, target_set, config, order)
     cube = _assemble(values, target_set, window_periods, wanted, unavailable)
     cube.attrs["unavailable"] = unavailable
     cube.attrs["findings"] = [str(f) for f in src.findings] + notes
@@ -202,7 +196,10 @@ def _missing_inputs(src: Source, kpi: Kpi) -> list[str]:
     return [m for m in (_missing(src, need) for need in kpi.inputs) if m]
 
 
-def _evaluate(src: Source, grid: pd.DataFrame, periods: list[Period], targets: Targets, config: dict):
+def _evaluate(
+    src: Source, grid: pd.DataFrame, periods: list[Period], targets: Targets, config: dict,
+    stage_order: list[str],
+):
     """Every KPI's value, numerator and denominator over the grid, and the unavailable ones."""
     index = grid.index
     months = periods[0].months
@@ -235,8 +232,8 @@ def _evaluate(src: Source, grid: pd.DataFrame, periods: list[Period], targets: T
         moved.index = index.set_levels(index.levels[2] + pd.DateOffset(months=offset), level=2)
         return moved.reindex(index)
 
-    stages = sorted({c.split(":", 1)[1] for c in grid.columns if c.startswith("stage_exits:")})
-    order = stage_order(src, stages)
+    stages = {c.split(":", 1)[1] for c in grid.columns if c.startswith("stage_exits:")}
+    order = [s for s in stage_order if s in stages] + sorted(stages - set(stage_order))
     kpis: list[tuple[str, Kpi, Count | Ratio | Derived]] = [(k.name, k, k.expr) for k in HIDDEN.values()]
     for k in REGISTRY.values():
         if k.per_stage:
@@ -286,7 +283,7 @@ def stage_order(src: Source, stages: Sequence[str] | None = None) -> list[str]:
     if not src.has("stage_history"):
         return sorted(stages or [])
     sh = src.table("stage_history")
-    position = ibis.row_number().over(group_by="opportunity_id", order_by="entered_at")
+    position = ibis.row_number().over(group_by="opportunity_id", order_by=["entered_at", "stage"])
     rank = (
         sh.mutate(position=position)
         .group_by("stage")

@@ -70,9 +70,16 @@ class Window:
 
 
 def compute_measures(
-    src: Source, window: Window, stage_probabilities: dict[str, float] | None = None
+    src: Source,
+    window: Window,
+    stage_probabilities: dict[str, float] | None = None,
+    stage_order: list[str] | None = None,
 ) -> pd.DataFrame:
     """All measures the source supports, for every period of ``window``.
+
+    ``stage_order`` breaks ties between stage_history rows entered at the same instant (a CRM
+    that records skipped stages at once): the later stage in pipeline order counts as entered
+    last, on every engine alike.
 
     Returns
     -------
@@ -80,7 +87,8 @@ def compute_measures(
         One row per period x rep (``team_id`` null) or period x team (spend; ``rep_id`` null)
         or period x nobody (both null: company-only figures) x measure, with ``value``.
     """
-    frames = [_melt(df) for df in _measure_tables(src, window, stage_probabilities or {})]
+    ranks = {stage: i for i, stage in enumerate(stage_order or [])}
+    frames = [_melt(df) for df in _measure_tables(src, window, stage_probabilities or {}, ranks)]
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame(columns=["period_start", "rep_id", "team_id", "measure", "value"])
@@ -97,9 +105,12 @@ def _melt(df: pd.DataFrame) -> pd.DataFrame:
     return long
 
 
-def _measure_tables(src: Source, w: Window, probabilities: dict[str, float]) -> Iterator[pd.DataFrame]:
+def _measure_tables(
+    src: Source, w: Window, probabilities: dict[str, float], ranks: dict[str, int]
+) -> Iterator[pd.DataFrame]:
     opps = _known_opportunities(src, w)
-    yield from _opportunity_measures(src, w, opps, probabilities)
+    history = _ranked_history(src, ranks) if src.has("stage_history") else None
+    yield from _opportunity_measures(src, w, opps, probabilities, history)
     yield _reps_active(src, w)
     if src.has("leads"):
         yield from _lead_measures(src, w, opps)
@@ -108,8 +119,21 @@ def _measure_tables(src: Source, w: Window, probabilities: dict[str, float]) -> 
     if src.has("spend"):
         yield _spend(src, w)
     yield from _account_measures(src, w, opps)
-    if src.has("stage_history"):
-        yield _stage_measures(src, w, opps)
+    if history is not None:
+        yield _stage_measures(w, opps, history)
+
+
+def _ranked_history(src: Source, ranks: dict[str, int]) -> ibis.Table:
+    """stage_history with ``stage_rank``, the stage's place in pipeline order (ties: by name)."""
+    sh = src.table("stage_history")
+    rank = ibis.memtable(
+        pd.DataFrame({"rank_stage": list(ranks), "stage_rank": list(ranks.values())},
+                     columns=["rank_stage", "stage_rank"]).astype({"rank_stage": "string", "stage_rank": "int64"})
+    )
+    joined = sh.left_join(rank, sh.stage == rank.rank_stage)
+    return joined.select(
+        "opportunity_id", "stage", "entered_at", stage_rank=joined.stage_rank.fill_null(len(ranks))
+    )
 
 
 def _known_opportunities(src: Source, w: Window) -> ibis.Table:
@@ -127,7 +151,7 @@ def _by_rep(t: ibis.Table, period_start: ibis.Value, rep: ibis.Value, **aggs) ->
 
 
 def _opportunity_measures(
-    src: Source, w: Window, o: ibis.Table, probabilities: dict[str, float]
+    src: Source, w: Window, o: ibis.Table, probabilities: dict[str, float], history: ibis.Table | None
 ) -> Iterator[pd.DataFrame]:
     created = o.filter(w.contains(o.created_at))
     yield _by_rep(created, w.bucket(created.created_at), created.owner_rep_id,
@@ -152,22 +176,27 @@ def _opportunity_measures(
     )
     yield _by_rep(start, start.period_start, start.owner_rep_id, open_at_start=start.count())
 
-    yield _pipeline(src, w, o, probabilities)
+    yield _pipeline(w, o, probabilities, history)
 
 
-def _pipeline(src: Source, w: Window, o: ibis.Table, probabilities: dict[str, float]) -> pd.DataFrame:
+def _pipeline(
+    w: Window, o: ibis.Table, probabilities: dict[str, float], history: ibis.Table | None
+) -> pd.DataFrame:
     """Open amount at the end of each period, and weighted by the stage the deal was in then."""
     periods = w.table()
     end = o.join(
         periods,
         [o.created_at < periods.period_end, ~(o.closed_known & (o.closed_at < periods.period_end))],
     ).select("opportunity_id", "owner_rep_id", "amount", "stage", "period_start", "period_end")
-    if src.has("stage_history"):
-        sh = src.table("stage_history")
+    if history is not None:
+        sh = history
         visits = end.select("opportunity_id", "period_start", "period_end").join(
             sh, [end.opportunity_id == sh.opportunity_id, sh.entered_at < end.period_end]
         )
-        order = ibis.window(group_by=["opportunity_id", "period_start"], order_by=ibis.desc("entered_at"))
+        order = ibis.window(
+            group_by=["opportunity_id", "period_start"],
+            order_by=[ibis.desc("entered_at"), ibis.desc("stage_rank")],
+        )
         last = (
             visits.mutate(rn=ibis.row_number().over(order))
             .filter(_.rn == 0)
@@ -292,15 +321,14 @@ def _account_measures(src: Source, w: Window, o: ibis.Table) -> Iterator[pd.Data
     )
 
 
-def _stage_measures(src: Source, w: Window, o: ibis.Table) -> pd.DataFrame:
+def _stage_measures(w: Window, o: ibis.Table, history: ibis.Table) -> pd.DataFrame:
     """Per stage: days spent and exits (forward or not) of stage visits that ended in the period."""
     closed_stages = set(o.filter(o.is_closed).select("stage").distinct().to_pandas()["stage"].dropna())
     lost_stages = set(
         o.filter(o.is_closed & ~o.is_won).select("stage").distinct().to_pandas()["stage"].dropna()
     )
-    sh = src.table("stage_history")
-    sh = sh.filter(sh.entered_at < w.as_of)
-    order = ibis.window(group_by="opportunity_id", order_by="entered_at")
+    sh = history.filter(history.entered_at < w.as_of)
+    order = ibis.window(group_by="opportunity_id", order_by=["entered_at", "stage_rank"])
     visits = sh.mutate(next_at=sh.entered_at.lead().over(order), next_stage=sh.stage.lead().over(order))
     deals = o.select(deal_id="opportunity_id", rep_id="owner_rep_id", closed_at="closed_at",
                      closed_known="closed_known", won_known="won_known")

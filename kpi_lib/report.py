@@ -27,6 +27,7 @@ from IPython.display import HTML
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
 from kpi_lib import theme
+from kpi_lib._paths import project_path, resolve_source
 from kpi_lib.errors import ParamsError
 from kpi_lib.periods import Period
 from kpi_lib.registry import HEADLINE_KPIS, REGISTRY, get_kpi
@@ -480,29 +481,6 @@ def _new_figure(width: float = 7.4, height: float = 3.1):
 # --------------------------------------------------------------------------------------------
 
 
-def project_root() -> Path:
-    """The folder holding ``pyproject.toml`` (the kit's checkout)."""
-    here = Path(__file__).resolve().parent
-    for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").exists():
-            return folder
-    return here.parent
-
-
-def project_path(path: str) -> str:
-    """``path`` as given when absolute or present from the cwd, else under the project root.
-
-    Notebooks run with cwd = the project root or ``notebooks/`` (papermill's default);
-    ``"data/demo.duckdb"`` resolves the same way from both. ``""`` stays ``""``.
-    """
-    if not path:
-        return path
-    p = Path(path)
-    if p.is_absolute() or p.exists():
-        return str(p)
-    return str(project_root() / p)
-
-
 def open_report(
     role: str,
     period: str = "",
@@ -537,7 +515,7 @@ def open_report(
 
     if role not in ROLES:
         raise ParamsError(f"unknown report role '{role}'; roles: {', '.join(ROLES)}")
-    resolved_targets = project_path(targets) if targets else None
+    resolved_targets = str(project_path(targets)) if targets else None
     if (
         resolved_targets
         and not Path(resolved_targets).exists()
@@ -545,7 +523,7 @@ def open_report(
     ):
         resolved_targets = None  # the default file is optional: no targets, tiles say so
     ctx = batch.report_context(
-        period, scope_id, project_path(source), project_path(batch_dir), resolved_targets
+        period, scope_id, resolve_source(source), resolve_source(batch_dir), resolved_targets
     )
     if ctx.scope != ROLES[role]:
         wanted = {"company": "'all'", "team": "a team_id", "rep": "a rep_id"}[ROLES[role]]

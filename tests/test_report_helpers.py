@@ -15,6 +15,7 @@ import pytest
 from conftest import lost, opp, source, won
 
 from kpi_lib import details, theme
+from kpi_lib._paths import project_path, resolve_source
 from kpi_lib.errors import ParamsError
 from kpi_lib.periods import Period
 from kpi_lib.report import (
@@ -24,7 +25,6 @@ from kpi_lib.report import (
     kpi_tile,
     open_report,
     period_ticks,
-    project_path,
     sparkline_svg,
 )
 
@@ -155,11 +155,14 @@ def test_period_ticks_show_the_year_at_the_start_and_in_january():
     assert period_ticks(["2025-11", "2025-12", "2026-01"]) == ["Nov\n2025", "Dec", "Jan\n2026"]
 
 
-def test_project_path_resolves_against_the_project_root(tmp_path, monkeypatch):
+def test_relative_paths_resolve_against_the_project_root_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert project_path("params/reports.yaml").endswith("/params/reports.yaml")
-    assert project_path("") == ""
-    assert project_path(str(tmp_path)) == str(tmp_path)
+    assert str(project_path("params/reports.yaml")).endswith("/params/reports.yaml")
+    assert project_path("params/reports.yaml").exists()
+    assert project_path(str(tmp_path)) == tmp_path
+    assert resolve_source("data/demo.duckdb").startswith("/")
+    assert resolve_source("") == ""
+    assert resolve_source("postgresql://u@127.0.0.1:5432/crm") == "postgresql://u@127.0.0.1:5432/crm"
 
 
 # ---- the report on a tiny CRM ----------------------------------------------------------------
