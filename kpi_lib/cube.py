@@ -119,8 +119,8 @@ def compute_cube(
     order = stage_order(src)
     measures = compute_measures(src, window, probabilities, order)
     grid = _rollup(src, measures, window_periods)
-    values, unavailable = _evaluate(src, grid, window_periods, target_set, config, order)
-    cube = _assemble(values, target_set, window_periods, wanted, unavailable)
+    values, unavailable, target_series = _evaluate(src, grid, window_periods, target_set, config, order)
+    cube = _assemble(values, target_series, wanted, unavailable)
     cube.attrs["unavailable"] = unavailable
     cube.attrs["findings"] = [str(f) for f in src.findings] + notes
     cube.attrs["fingerprint"] = src.fingerprint
@@ -207,13 +207,7 @@ def _evaluate(
     values: dict[str, tuple[pd.Series, pd.Series, pd.Series]] = {}
     unavailable: dict[str, str] = {}
 
-    target_series = {
-        kpi: pd.Series(
-            [targets.resolve(kpi, _period_at(periods, p), s, i) for s, i, p in index],
-            index=index, dtype="float64",
-        )
-        for kpi in targets.kpis
-    }
+    target_series = {kpi: targets.series(kpi, index, periods[0].grain) for kpi in targets.kpis}
 
     def measure(name: str) -> pd.Series:
         return grid[name] if name in grid else pd.Series(0.0, index=index)
@@ -264,15 +258,11 @@ def _evaluate(
         ]
         in_scope = index.get_level_values("scope").isin(scopes)
         values[name] = tuple(pd.Series(np.where(in_scope, s, np.nan), index=index) for s in result)
-    return values, unavailable
+    return values, unavailable, target_series
 
 
 def _for_stage(expr: Ratio, stage: str) -> Ratio:
     return Ratio(f"{expr.numerator}:{stage}", f"{expr.denominator}:{stage}", expr.scale)
-
-
-def _period_at(periods: list[Period], start: pd.Timestamp) -> Period:
-    return Period(pd.Timestamp(start), periods[0].grain)
 
 
 def stage_order(src: Source, stages: Sequence[str] | None = None) -> list[str]:
@@ -295,7 +285,7 @@ def stage_order(src: Source, stages: Sequence[str] | None = None) -> list[str]:
     return ordered + sorted(set(stages or []) - set(ordered))
 
 
-def _assemble(values, targets: Targets, window: list[Period], wanted: list[Period], unavailable) -> pd.DataFrame:
+def _assemble(values, target_series: dict[str, pd.Series], wanted: list[Period], unavailable) -> pd.DataFrame:
     index = next(iter(values.values()))[0].index
     keep = index.get_level_values("period_start").isin([p.start for p in wanted])
     frames = []
@@ -303,18 +293,15 @@ def _assemble(values, targets: Targets, window: list[Period], wanted: list[Perio
         if name.startswith("_"):
             continue
         target = pd.Series(np.nan, index=index)
-        if name in targets.kpis and name not in unavailable:
-            target = pd.Series(
-                [targets.resolve(name, _period_at(window, p), s, i) for s, i, p in index[keep]],
-                index=index[keep], dtype="float64",
-            ).reindex(index)
+        if name in target_series and name not in unavailable:
+            target = target_series[name]
         frames.append(pd.DataFrame({
             "kpi": name, "value": value, "numerator": num, "denominator": den, "target": target,
             "_row": np.arange(len(index)), "_kpi": len(frames),
         }, index=index)[keep])
     cube = pd.concat(frames).reset_index()
     labels = {p.start: p.label for p in wanted}
-    cube["period"] = cube.pop("period_start").map(lambda ts: labels[pd.Timestamp(ts)])
+    cube["period"] = cube.pop("period_start").map(pd.Series(labels))
     period_rank = cube["period"].map({p.label: i for i, p in enumerate(wanted)})
     # Grid rows run scope by scope, period within scope: order period, scope row, KPI.
     cube = cube.assign(_p=period_rank).sort_values(["_p", "_row", "_kpi"], kind="stable")

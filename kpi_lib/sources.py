@@ -30,6 +30,8 @@ from pathlib import Path
 
 import ibis
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 from kpi_lib.errors import DataError, SourceError
@@ -113,7 +115,8 @@ class Source:
         if self._con is None:
             con = ibis.duckdb.connect()
             for name, df in self.frames.items():
-                con.create_table(name, df)
+                # A view over the Arrow data: no copy (create_table copied every frame).
+                con.con.register(name, pa.Table.from_pandas(df, preserve_index=False))
             self._con = con
         return self._con
 
@@ -616,6 +619,13 @@ class _BadValues(Exception):
         self.mask, self.problem = mask, problem
 
 
+def _isin(values: pd.Series, allowed: pd.Series) -> pd.Series:
+    """``values.isin(allowed)`` through Arrow (pandas 3's string isin loops in Python)."""
+    found = pc.is_in(pa.array(values.astype("string"), type=pa.string()),
+                     value_set=pa.array(allowed.dropna().astype("string").unique(), type=pa.string()))
+    return pd.Series(found.to_numpy(zero_copy_only=False), index=values.index).fillna(False).astype(bool)
+
+
 def _as_text(series: pd.Series) -> pd.Series:
     text = series.astype("string").str.strip()
     return text.mask(text.str.lower().isin(_NULL_TEXT))
@@ -781,7 +791,7 @@ def _check_references(
         if table not in frames or column not in frames[table]:
             continue
         values = frames[table][column]
-        bad = values.notna() & ~values.isin(frames[target][key])
+        bad = values.notna() & ~_isin(values, frames[target][key])
         if bad.any():
             df = frames[table]
             spec = TABLES[table]
@@ -798,7 +808,7 @@ def _check_references(
         if table not in frames or target not in frames:
             continue
         values = frames[table][column]
-        orphan = values.notna() & ~values.isin(frames[target][key])
+        orphan = values.notna() & ~_isin(values, frames[target][key])
         if orphan.any():
             findings.append(Finding(table, column, int(orphan.sum()), message))
 
@@ -953,7 +963,7 @@ def _quarantine(frames: dict[str, pd.DataFrame], findings: list[Finding]):
             frames[rule.table] = _keep(df, ~bad)
     if "stage_history" in frames:
         sh = frames["stage_history"]
-        orphan = ~sh["opportunity_id"].isin(frames["opportunities"]["opportunity_id"])
+        orphan = ~_isin(sh["opportunity_id"], frames["opportunities"]["opportunity_id"])
         if orphan.any():
             message = "belong to an opportunity that is not in 'opportunities' (or was quarantined)"
             findings.append(

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from kpi_lib.errors import ParamsError, PeriodError
@@ -80,6 +81,22 @@ class Targets:
             if "period" not in rule and rule.get("scope_id") == scope_id:
                 return rule["value"]
         return entry["defaults"].get(scope)
+
+    def series(self, kpi: str, index: pd.MultiIndex, grain: str) -> pd.Series:
+        """Targets of ``kpi`` over a ``(scope, scope_id, period_start)`` index; NaN where none.
+
+        Scopes that no override names share their scope default, so each distinct
+        (scope, named id or not, period) is resolved once.
+        """
+        named = {r["scope_id"] for r in self.entries.get(kpi, {"overrides": []})["overrides"] if "scope_id" in r}
+        cache: dict[tuple, float | None] = {}
+        out = []
+        for scope, scope_id, start in index:
+            key = (scope, scope_id if scope_id in named else None, start)
+            if key not in cache:
+                cache[key] = self.resolve(kpi, Period(pd.Timestamp(start), grain), scope, scope_id)
+            out.append(cache[key])
+        return pd.Series(out, index=index, dtype="float64")
 
     def scope_ids(self) -> set[str]:
         """Every scope_id an override names (checked against the data by the cube)."""
