@@ -66,6 +66,18 @@ def _render(args: argparse.Namespace) -> int:
     return EXIT_FAILED if result.failed else EXIT_OK
 
 
+def _snapshot(args: argparse.Namespace) -> int:
+    from kpi_lib.history import history_coverage, take_snapshot
+
+    result = take_snapshot(
+        args.source, args.history, today=args.today, preset=args.preset, options=args.options,
+        colmap=args.colmap, fx=args.fx, always=args.always,
+    )
+    print(result.summary(), file=sys.stderr)
+    print(history_coverage(args.history).text(), file=sys.stderr)
+    return EXIT_OK
+
+
 def _source(args: argparse.Namespace):
     """The source path, or a loaded source when a preset, column map or FX table is given."""
     if not (args.preset or args.colmap or args.fx):
@@ -210,6 +222,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", help="report date YYYY-MM-DD: later dates are findings (default: today)")
     _source_options(p)
     p.set_defaults(run=_validate)
+
+    p = sub.add_parser("snapshot", help="store today's snapshot of the opportunities (history)")
+    p.add_argument("--source", required=True)
+    _source_options(p)
+    p.add_argument("--history", default="history",
+                   help="history folder (default: history); files opportunities/<date>.parquet")
+    p.add_argument("--today", help="the snapshot's date YYYY-MM-DD (default $KPI_TODAY or today)")
+    p.add_argument("--always", action="store_true",
+                   help="snapshot even a source that has its own stage history")
+    p.set_defaults(run=_snapshot)
 
     p = sub.add_parser("render", help="render the batch of reports for a period")
     p.add_argument("--period", default=None, help="default: last complete month")

@@ -1386,6 +1386,60 @@ class Report:
             note += " " + esc(self.unavailable["time_in_stage_days"])
         return self._block(card("Pipeline by stage", table, note=note))
 
+    def pipeline_waterfall(self, history_dir: str = "") -> Html:
+        """How the period's pipeline moved (from snapshots), and how far back history reaches.
+
+        ``history_dir``: the snapshot folder; default the batch's ``history_dir`` when it has
+        one, else ``history/`` in the project. Nothing is shown when there are no snapshots.
+        """
+        from kpi_lib import history
+
+        folder = project_path(
+            history_dir
+            or getattr(getattr(self.ctx, "batch", None), "history_dir", None)
+            or history.DEFAULT_HISTORY_DIR
+        )
+        coverage = history.history_coverage(folder)
+        if not coverage.snapshots:
+            return Html("")
+        since = esc(coverage.text().capitalize()) + "."
+        w = history.pipeline_waterfall(folder, self.period, rep_ids=self._waterfall_reps())
+        if w is None:
+            note = f"{since} Not enough snapshots around {esc(self.period_name)} for a waterfall."
+            return self._block(card("Pipeline movement", "", note=note))
+        rows = []
+        for step in w.table.itertuples(index=False):
+            quiet = step.step == "removed" or (
+                step.step in ("pulled_in", "pushed_out") and not w.has_close_dates
+            )
+            if quiet and step.amount == 0 and step.deals == 0:
+                continue
+            edge = step.step in ("open_start", "open_end")
+            sign = "" if edge or step.amount == 0 else ("+\u2009" if step.amount > 0 else "−\u2009")
+            deals = "" if pd.isna(step.deals) else _count(abs(int(step.deals)))
+            amount = sign + format_value(abs(step.amount), "currency")
+            rows.append([esc(step.label), deals, esc(amount)])
+        table = html_table(rows[:-1], ["", "Deals", "Amount"], numeric=[1, 2], total=rows[-1])
+        pipeline = (
+            "deals expected to close by the end of the period"
+            if w.has_close_dates
+            else "all open deals; the source has no expected close dates, so pushes cannot be seen"
+        )
+        partial = " (part of the period only)" if w.is_partial else ""
+        note = f"{since} Open pipeline on {esc(w.start)} and {esc(w.end)}{partial}: {pipeline}."
+        return self._block(card("Pipeline movement", table, note=note))
+
+    def _waterfall_reps(self) -> list[str] | None:
+        """The reps whose deals make this report's waterfall (None: the whole company)."""
+        if self.scope == "company":
+            return None
+        if self.scope == "rep":
+            return [self.scope_id]
+        batch = getattr(self.ctx, "batch", None)
+        reps = batch.reps if batch is not None and hasattr(batch, "reps") else (
+            self.ctx.source.frame("reps"))
+        return list(reps.loc[reps["team_id"].astype(str) == self.scope_id, "rep_id"].astype(str))
+
     def _stages_kpis(self) -> set[str]:
         return {k for k in dict.fromkeys(self.ctx.cube["kpi"]) if k.startswith("stage_conversion:")}
 
