@@ -395,6 +395,7 @@ def _salesforce(ex: _Exports, opts: dict) -> PresetResult:
             "account_id": _text(col("AccountId", "Account ID"), df.index),
             # CloseDate of an open deal is the expected close date, not a close
             "closed_at": close_date.where(_true(is_closed), pd.NA),
+            "expected_close_at": close_date.where(~_true(is_closed), pd.NA),
             "amount": _text(col("Amount"), df.index),
             "currency": _text(
                 col("CurrencyIsoCode", "Opportunity Currency", "Amount Currency", "Currency"),
@@ -669,6 +670,9 @@ def _hubspot(ex: _Exports, opts: dict) -> PresetResult:
             ),
             "closed_at": _stamp(col("closedate", "Close Date"), df.index).where(
                 _true(is_closed), pd.NA
+            ),
+            "expected_close_at": _stamp(col("closedate", "Close Date"), df.index).where(
+                ~_true(is_closed), pd.NA
             ),
             "amount": _text(col("amount", "Amount"), df.index),
             "currency": _text(col("deal_currency_code", "Currency"), df.index),

@@ -58,7 +58,7 @@ TABLES: dict[str, TableSpec] = {
             {"opportunity_id": "id", "owner_rep_id": "id", "created_at": "ts", "stage": "str",
              "is_closed": "bool", "is_won": "bool"},
             {"account_id": "id", "lead_id": "id", "closed_at": "ts", "amount": "num",
-             "currency": "str"},
+             "currency": "str", "expected_close_at": "ts"},
             is_required=True,
         ),
         TableSpec(

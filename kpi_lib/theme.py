@@ -21,6 +21,7 @@ import math
 import sys
 
 import matplotlib
+import pandas as pd
 
 # Headless everywhere but a live Jupyter kernel, where the analyst's inline plots keep working;
 # the kit's own charts are built without pyplot and do not depend on the backend.
@@ -82,7 +83,7 @@ FONT_STACK = (
 
 def is_missing(value) -> bool:
     """Whether ``value`` is n/a (None, NaN, NA)."""
-    if value is None:
+    if value is None or value is pd.NA or value is pd.NaT:
         return True
     try:
         return bool(math.isnan(float(value)))
