@@ -22,6 +22,7 @@ from kpi_lib._paths import PROJECT_ROOT, project_path, resolve_source
 from kpi_lib.cube import DEFAULT_TARGETS, compute_cube
 from kpi_lib.errors import UnknownScopeError
 from kpi_lib.periods import Period, last_complete_month, parse_as_of
+from kpi_lib.redact import redact
 from kpi_lib.sources import Source, load_source
 
 HISTORY = {"month": 13, "quarter": 8, "year": 4}
@@ -62,6 +63,7 @@ class Batch:
     targets: str | None
     code_version: str
     generated_at: str = field(default_factory=lambda: datetime.now().isoformat(timespec="seconds"))
+    history_dir: str | None = None
 
     def scopes(self) -> list[Scope]:
         """The company, every team, and every rep active in P (one report each)."""
@@ -107,7 +109,7 @@ class Batch:
             "period": self.period.label, "unavailable": self.unavailable, "findings": self.findings,
             "fingerprint": self.fingerprint, "source": self.source, "as_of": self.as_of,
             "targets": self.targets, "code_version": self.code_version,
-            "generated_at": self.generated_at,
+            "generated_at": self.generated_at, "history_dir": self.history_dir,
         }
         tmp = folder / ".batch.json.tmp"
         tmp.write_text(json.dumps(meta, indent=2))
@@ -127,6 +129,7 @@ class Batch:
             reps=pd.read_parquet(folder / "reps.parquet"),
             **{k: meta[k] for k in ("unavailable", "findings", "fingerprint", "source", "as_of",
                                     "targets", "code_version", "generated_at")},
+            history_dir=meta.get("history_dir"),
         )
 
 
@@ -157,6 +160,7 @@ def prepare_batch(
     out_dir: str | Path | None = None,
     as_of=None,
     targets: str | None = DEFAULT_TARGETS,
+    history_dir: str | Path | None = None,
 ) -> Batch:
     """Compute the cube once for the reports of ``period`` (and its trailing history).
 
@@ -167,9 +171,15 @@ def prepare_batch(
         (``'2026-10'`` -> 2025-10 to 2026-10).
     out_dir
         Where to save the batch for the notebooks (``reports/2026-10/_data``); not saved if None.
+    history_dir
+        A snapshot folder (``history/``): today's snapshot of the opportunities is stored there
+        and, for a source without stage history, stage history is derived from the snapshots.
     """
+    from kpi_lib.history import load_with_history
+
     p = resolve_period(period)
-    src = load_source(resolve_source(source))
+    history = str(project_path(history_dir)) if history_dir else None
+    src = load_with_history(resolve_source(source), history)
     periods = [p.shift(-i) for i in reversed(range(HISTORY[p.grain]))]
     cube = compute_cube(src, periods, as_of=as_of, targets=targets)
     reps = src.frame("reps")[["rep_id", "rep_name", "team_id", "start_at", "end_at"]].copy()
@@ -182,8 +192,9 @@ def prepare_batch(
         teams=src.frame("teams")[["team_id", "team_name", "region"]].copy(),
         reps=reps[["rep_id", "rep_name", "team_id", "is_active"]].reset_index(drop=True),
         unavailable=cube.attrs.get("unavailable", {}), findings=cube.attrs.get("findings", []),
-        fingerprint=src.fingerprint, source=str(source), as_of=as_of_day,
+        fingerprint=src.fingerprint, source=redact(str(source)), as_of=as_of_day,
         targets=None if targets is None else str(targets), code_version=code_version(),
+        history_dir=history,
     )
     if out_dir is not None:
         batch.save(out_dir)
