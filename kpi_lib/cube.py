@@ -123,7 +123,6 @@ def compute_cube(
     cube = _assemble(values, target_series, wanted, unavailable)
     cube.attrs["unavailable"] = unavailable
     cube.attrs["findings"] = [str(f) for f in src.findings] + notes
-    cube.attrs["fingerprint"] = src.fingerprint
     return cube
 
 
