@@ -78,6 +78,12 @@ def test_every_code_cell_is_tagged_to_hide_its_input(role):
         assert "remove-input" in cell.metadata.get("tags", [])
 
 
+@pytest.mark.parametrize("role", NOTEBOOKS)
+def test_every_report_shows_how_the_pipeline_moved(role):
+    sources = [c.source.strip() for c in code_cells(read(role))]
+    assert "report.pipeline_waterfall()" in sources
+
+
 # ---- running the notebooks (slow) -------------------------------------------------------------
 
 
