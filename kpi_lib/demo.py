@@ -984,6 +984,13 @@ def _assemble(org, leads, deals, accounts, revenue, activities, spend) -> dict[s
             "account_id": account_ids[deals["account"].to_numpy()],
             "lead_id": _lookup(lead_ids, deal_lead),
             "closed_at": deals["closed"].to_numpy(),
+            # Open deals carry the close date their owner expects: a typical cycle after creation.
+            "expected_close_at": np.where(
+                is_open,
+                deals["created"].to_numpy()
+                + org.seg("cycle_median_days", deals["segment"].to_numpy()) * 86_400.0,
+                np.nan,
+            ),
             "amount": np.where(unknown, np.nan, deals["amount"].to_numpy()),
             "currency": np.full(len(deals), "USD", dtype=object),
         }, deal_order),

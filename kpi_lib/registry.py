@@ -61,8 +61,9 @@ class Kpi:
     higher_is_better
         Drives the colour of a change: ``False`` for costs and churn.
     additive
-        Whether values add up over months and scopes (counts and sums): then a quarter's target
-        is the sum of its months' targets.
+        Whether values add up over months (counts and sums of events): then a quarter's target
+        is the sum of its months' targets and a month to date projects to the month's end.
+        Balances on a date (open deals, pipeline) add up over scopes but not over months.
     inputs
         Canonical ``table`` or ``table.column`` names the KPI needs; when one is missing the KPI
         is unavailable (null) with that reason, never zero.
@@ -185,7 +186,7 @@ _KPIS: list[Kpi] = [
     Kpi("open_at_start", "Open deals at start", "count", True,
         "Deals that were open when the period began.",
         "opportunities created before P starts and not closed before P starts",
-        Count("open_at_start"), _OPP, additive=True),
+        Count("open_at_start"), _OPP),
     Kpi("sales_velocity", "Sales velocity", "currency_per_day", True,
         "Revenue the pipeline produces per day: open deals x win rate x deal size / cycle length.",
         "open_at_start x win_rate x avg_deal_size / sales_cycle_days",
@@ -195,11 +196,11 @@ _KPIS: list[Kpi] = [
     Kpi("pipeline_amount", "Open pipeline", "currency", True,
         "The total amount of deals open at the end of the period.",
         "sum of amount of opportunities open at the end of P", Count("pipeline_amount"),
-        ("opportunities.amount",), additive=True),
+        ("opportunities.amount",)),
     Kpi("weighted_pipeline", "Weighted pipeline", "currency", True,
         "Open pipeline weighted by each deal's stage probability: what it is likely to bring.",
         "sum of amount x probability(stage at the end of P), open opportunities",
-        Count("weighted_pipeline"), ("opportunities.amount",), additive=True,
+        Count("weighted_pipeline"), ("opportunities.amount",),
         edge_cases="Stage probabilities come from params/stages.yaml; a stage without one counts 0."),
     # --- revenue --------------------------------------------------------------------------------
     Kpi("revenue", "Revenue (bookings)", "currency", True,

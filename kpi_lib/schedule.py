@@ -204,6 +204,9 @@ def run(
         log(f"{what}: reports already rendered with data as of {existing['as_of']} "
             f"({existing['counts']['ok']} ok); not rendering again")
     else:
+        if plan.partial:  # before rendering: every notebook reads it instead of recomputing
+            period_dir.mkdir(parents=True, exist_ok=True)
+            _write_mtd(source, plan, targets, period_dir)
         rendered = render_batch(label, source=source, out=str(out), jobs=jobs,
                                 as_of=plan.as_of.isoformat(), targets=targets, progress=False,
                                 matrix=matrix)
@@ -212,8 +215,6 @@ def run(
             took = f" in {r.seconds:.1f} s" if r.seconds is not None else ""
             error = f": {r.error}" if r.error else ""
             log(f"{what} {r.role}/{r.scope_id} {r.status}{took}{error}")
-        if plan.partial:
-            _write_mtd(source, plan, targets, period_dir)
         log(f"{what}: {len(rendered.reports) - len(rendered.failed)} of "
             f"{len(rendered.reports)} reports ok -> {rendered.index_path}")
     if send:

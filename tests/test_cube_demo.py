@@ -7,7 +7,10 @@ import pytest
 from kpi_lib import REGISTRY, compute_cube, load_source
 from kpi_lib.demo import generate_demo_tables
 
-ADDITIVE = [k.name for k in REGISTRY.values() if k.additive and not k.per_stage]
+# Flows (counts, sums) and balances (open deals, pipeline) both add up from teams to the company.
+ADDITIVE = [k.name for k in REGISTRY.values() if k.additive and not k.per_stage] + [
+    "open_at_start", "pipeline_amount", "weighted_pipeline",
+]
 
 
 @pytest.fixture(scope="module")
