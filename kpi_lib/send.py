@@ -37,6 +37,7 @@ from email.message import EmailMessage
 from email.utils import parseaddr
 from pathlib import Path
 
+from kpi_lib.audit import Auditor, Directory, scan_message
 from kpi_lib.batch import Batch
 from kpi_lib.digest import (
     DigestError,
@@ -359,6 +360,7 @@ def send_batch(
     result = SendResult(label, "eml" if smtp is None else f"smtp {smtp.where}", outbox)
     transport = None if smtp is None else SmtpTransport(smtp)
     unreachable: str | None = None
+    auditor: Auditor | None = None
 
     with _send_lock(outbox), PdfPrinter() as pdf:
         ledger = Ledger(outbox / "ledger.jsonl")
@@ -385,6 +387,16 @@ def send_batch(
                     result.no_reports.append(person.email)
                     log(f"{label} skip {person.email}: none of {list(person.scopes)} has a "
                         "report this period")
+                    continue
+                if auditor is None:
+                    auditor = Auditor(Directory.from_batch(batch))
+                leaks = scan_message(auditor, msg, person.scopes, recipient=person.email)
+                if leaks:  # never deliver a digest that names someone outside its scopes
+                    error = "scope leak: " + ", ".join(
+                        f"{f.kind} {f.name!r} ({f.entity_id})" for f in leaks[:3]) + (
+                        f" and {len(leaks) - 3} more" if len(leaks) > 3 else "")
+                    result.failed.append((person.email, error))
+                    log(f"{label} FAILED {person.email}: {error}")
                     continue
                 size = len(msg.as_bytes())
                 if transport is None:

@@ -10,13 +10,12 @@ warehouse, so only the aggregates of the cube leave it.
 
 from __future__ import annotations
 
-import re
-
 import ibis
 import ibis.expr.datatypes as dt
 import pandas as pd
 
 from kpi_lib.errors import DataError, SourceError
+from kpi_lib.redact import redact, reveal
 from kpi_lib.schema import ACTIVITY_TYPES, SPEND_CATEGORIES, TABLES, TableSpec
 from kpi_lib.sources import (
     _FALSE,
@@ -62,15 +61,16 @@ def load_remote(source, fx: dict | None, as_of=None) -> Source:
     if isinstance(source, ibis.BaseBackend):
         con, location = source, f"{source.name} backend"
     else:
-        location = re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", source)
+        location = redact(source)
         try:
-            con = ibis.connect(source)
+            con = ibis.connect(reveal(source))
         except Exception as exc:  # drivers raise their own types; all mean "cannot connect"
-            raise SourceError(f"cannot connect to {location}: {type(exc).__name__}: {exc}") from exc
+            raise SourceError(redact(
+                f"cannot connect to {location}: {type(exc).__name__}: {exc}")) from None
     try:
         present = set(con.list_tables())
     except Exception as exc:
-        raise SourceError(f"{location}: cannot list tables: {exc}") from exc
+        raise SourceError(redact(f"{location}: cannot list tables: {exc}")) from None
     findings: list[Finding] = []
     accounting: list[dict] = []
     tables: dict[str, ibis.Table] = {}
