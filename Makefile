@@ -111,6 +111,16 @@ clean:
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
 
 #################################################################################
+# PERFORMANCE                                                                   #
+#################################################################################
+
+## Benchmark the cube and the batch render (writes bench/results/*.md and *.json)
+.PHONY: bench
+bench: $(INSTALLED)
+	$(PY) bench/cube.py
+	$(PY) bench/render.py
+
+#################################################################################
 # SELF-DOCUMENTING                                                              #
 #################################################################################
 

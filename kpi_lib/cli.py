@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from kpi_lib.errors import KpiKitError
+from kpi_lib.redact import redact
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -60,7 +61,8 @@ def _render(args: argparse.Namespace) -> int:
 
     result = render_batch(
         period=args.period, source=args.source, out=args.out, jobs=args.jobs,
-        as_of=args.as_of, targets=args.targets,
+        as_of=args.as_of, targets=args.targets, fresh_kernels=args.fresh_kernels,
+        force=args.force,
     )
     print(result.summary(), file=sys.stderr)
     return EXIT_FAILED if result.failed else EXIT_OK
@@ -241,6 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=None, help="parallel reports (default: cores)")
     p.add_argument("--as-of", help="report date YYYY-MM-DD (default: today)")
     p.add_argument("--targets", default="params/targets.yaml")
+    p.add_argument("--fresh-kernels", action="store_true",
+                   help="a fresh kernel per report (slower; for debugging the warm pool)")
+    p.add_argument("--force", action="store_true",
+                   help="render every report, even those unchanged since the last render")
     p.set_defaults(run=_render)
 
     p = sub.add_parser("send", help="email (or write as .eml) the digests of a rendered batch")
@@ -270,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except KpiKitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -278,6 +284,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug, not bad input: say so in one line, traceback on request
         if os.environ.get("KPI_DEBUG"):
             raise
-        print(f"internal error ({type(exc).__name__}): {exc}\n"
+        print(f"internal error ({type(exc).__name__}): {redact(exc)}\n"
               "set KPI_DEBUG=1 for the traceback and please report it", file=sys.stderr)
         return EXIT_FAILED

@@ -6,7 +6,9 @@ One batch, for one period ``P``:
    ``<out>/<P>/_data`` (the notebooks read it from there instead of recomputing);
 2. ``<out>/<P>/kpis.csv``: the cube rows of ``P``;
 3. every role x scope of ``params/reports.yaml`` is executed with papermill, in parallel, into
-   ``<out>/<P>/_notebooks/<role>/<scope_id>.ipynb``;
+   ``<out>/<P>/_notebooks/<role>/<scope_id>.ipynb``: one warm kernel per worker, reset between
+   reports (``kpi_lib._kernel_pool``; ``fresh_kernels=True``: a fresh kernel per report), and
+   only the reports whose key changed since the last render (``kpi_lib._render_cache``);
 4. each executed notebook is exported with nbconvert (no code, images embedded, the kit's slim
    template) to ``<out>/<P>/<role>/<scope_id>.html``;
 5. ``<out>/<P>/index.html`` (every report with its status) and ``<out>/<P>/manifest.json``.
@@ -50,8 +52,11 @@ from pathlib import Path
 
 import yaml
 
+from kpi_lib import _render_cache
+from kpi_lib._paths import project_path
 from kpi_lib.errors import KpiKitError, ParamsError, UnknownScopeError
 from kpi_lib.periods import Period, last_complete_month
+from kpi_lib.redact import hide_source, redact
 
 __all__ = [
     "BatchResult",
@@ -295,6 +300,13 @@ def execute_report(notebook: Path, output: Path, parameters: dict, *, timeout: f
         raise TimeoutError(f"report timed out after {timeout:g} s") from exc
 
 
+def _warm_execute():
+    """``execute_report`` on this worker's kept-alive kernel (``kpi_lib._kernel_pool``)."""
+    from kpi_lib._kernel_pool import execute_report_warm
+
+    return execute_report_warm
+
+
 @lru_cache(maxsize=1)
 def _exporter():
     from nbconvert import HTMLExporter
@@ -348,9 +360,9 @@ def _render_one(job: dict) -> dict:
     with _output_to(executed.with_suffix(".log")):
         try:
             try:
-                execute_report(Path(job["notebook"]), scratch, job["parameters"],
-                               timeout=job["timeout"], kernel=job["kernel"],
-                               cwd=Path(job["cwd"]))
+                run = execute_report if job.get("fresh_kernels", True) else _warm_execute()
+                run(Path(job["notebook"]), scratch, job["parameters"], timeout=job["timeout"],
+                    kernel=job["kernel"], cwd=Path(job["cwd"]))
             finally:
                 if scratch.exists():
                     os.replace(scratch, executed)
@@ -368,8 +380,20 @@ def _render_one(job: dict) -> dict:
                 outcome["seconds_execute"] = round(time.monotonic() - started, 3)
         finally:
             scratch.unlink(missing_ok=True)
+    _redact_file(executed.with_suffix(".log"))
     outcome["seconds"] = round(time.monotonic() - started, 3)
     return outcome
+
+
+def _redact_file(path: Path) -> None:
+    """Mask secrets (``kpi_lib.redact``) in a log the kernel and its libraries wrote to."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return
+    clean = redact(text)
+    if clean != text:
+        _write_atomic(path, clean)
 
 
 @contextmanager
@@ -403,6 +427,7 @@ def _error_line(exc: BaseException) -> str:
     else:
         text = traceback.format_exception_only(type(exc), exc)[-1]
     text = " / ".join(line.strip() for line in str(text).strip().splitlines() if line.strip())
+    text = redact(text)
     return text if len(text) <= 500 else text[:497] + "..."
 
 
@@ -458,6 +483,9 @@ class ReportOutcome:
     html_bytes: int | None = None
     last_good_html: bool = False
     group: str | None = None
+    key: str | None = None
+    reused: bool = False
+    html_sha256: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -522,6 +550,8 @@ def render_batch(
     *,
     matrix: str | Path = "params/reports.yaml",
     timeout: float | None = None,
+    fresh_kernels: bool = False,
+    force: bool = False,
 ) -> BatchResult:
     """Render every role x scope report of one period into ``<out>/<period>/``.
 
@@ -548,6 +578,12 @@ def render_batch(
         The report matrix (``params/reports.yaml``): roles, notebooks, scopes.
     timeout
         Seconds one report may run before it fails (default: the matrix's, 600).
+    fresh_kernels
+        Start a fresh kernel for every report (papermill's plain path, for debugging) instead
+        of each worker's warm kernel, reset between reports (``kpi_lib._kernel_pool``).
+    force
+        Render every report, even those whose key (notebook, parameters, code, the data the
+        report reads; ``kpi_lib._render_cache``) matches the last render kept in the folder.
 
     Returns
     -------
@@ -564,7 +600,6 @@ def render_batch(
     """
     from tqdm.auto import tqdm
 
-    from kpi_lib.batch import prepare_batch
     from kpi_lib.cube import project_path
 
     started, clock = _now(), time.monotonic()
@@ -583,7 +618,8 @@ def render_batch(
     period_dir = Path(out) / label
     data_dir = period_dir / "_data"
 
-    batch = prepare_batch(source, label, out_dir=data_dir, as_of=as_of, targets=targets)
+    shown_source = hide_source(source) if isinstance(source, str | Path) else source
+    batch, state = _prepare(source, label, as_of, targets, data_dir, force)
     scopes = scope_table(batch)
     specs = plan_reports(plan_matrix, scopes, roles)
     team_names = {sid: name for kind, sid, name, _ in scopes if kind == "team"}
@@ -591,11 +627,14 @@ def render_batch(
                 if kind == "rep" and team}
     period_dir.mkdir(parents=True, exist_ok=True)
     _sweep_temp_files(period_dir)
+    batch.save(data_dir)  # only once the plan is valid: bad input leaves the folder as it was
+    inputs, digests = _keys_inputs(batch, state, source, label, as_of, targets)
+    _write_atomic(data_dir / _INPUTS_FILE, json.dumps({"inputs": inputs, "scopes": digests}))
     _write_kpis_csv(batch.cube, label, period_dir / "kpis.csv")
 
     cwd = Path.cwd()
     parameters = {
-        "source": _absolute(source),
+        "source": _absolute(shown_source),
         "batch_dir": str(data_dir.resolve()),
         "targets": str(project_path(targets).resolve()) if targets else "",
     }
@@ -612,18 +651,26 @@ def render_batch(
             "parameters": {"period": label, "scope_id": s.scope_id, **parameters},
             "timeout": timeout, "kernel": plan_matrix.kernel, "cwd": str(cwd), "period": label,
             "title": f"{s.scope_name} · {s.role.replace('_', ' ').capitalize()} report · {label}",
+            "fresh_kernels": fresh_kernels,
         }
         for s in specs
     ]
+    todo = _reuse_unchanged(batch, digests, jobs_in, outcomes, period_dir, force)
     bar = tqdm(total=len(specs), desc=f"render {label}", unit="report", file=sys.stderr,
                disable=not progress, dynamic_ncols=True)
     try:
-        if specs:
-            _run_pool(jobs_in, outcomes, min(jobs, len(specs)), bar)
+        bar.update(len(specs) - len(todo))
+        if todo:
+            _run_pool([jobs_in[i] for i in todo], [outcomes[i] for i in todo],
+                      min(jobs, len(todo)), bar)
     finally:
         bar.close()
+    # A reused report was audited when it was rendered; its key covers the audit's code.
+    _audit_scopes(batch, source, period_dir, [o for o in outcomes if not o.reused])
     for o in outcomes:
         o.last_good_html = not o.ok and (period_dir / o.html).is_file()
+        if o.ok and not o.reused:
+            o.html_sha256 = _render_cache.file_sha256(period_dir / o.html)
 
     result = BatchResult(
         period=label, period_dir=period_dir, reports=outcomes, started_at=started,
@@ -632,14 +679,124 @@ def render_batch(
         as_of=None if _attr(batch, "as_of") is None else str(_attr(batch, "as_of")),
     )
     result.manifest = _manifest(result, {
-        "period": label, "source": str(source), "out": str(out), "roles": list(roles or []) or
+        "period": label, "source": str(shown_source), "out": str(out), "roles": list(roles or []) or
         list(plan_matrix.roles), "jobs": jobs, "as_of": None if as_of is None else str(as_of),
         "targets": None if targets is None else str(targets), "matrix": str(matrix),
         "timeout_seconds": timeout, "kernel": plan_matrix.kernel,
+        "fresh_kernels": fresh_kernels, "force": force,
     })
-    _write_atomic(result.manifest_path, json.dumps(result.manifest, indent=2, default=str) + "\n")
+    _write_atomic(result.manifest_path,
+                  redact(json.dumps(result.manifest, indent=2, default=str)) + "\n")
     _write_atomic(result.index_path, _index_html(result, plan_matrix))
     return result
+
+
+def _audit_scopes(batch, source, period_dir: Path, outcomes: list[ReportOutcome]) -> None:
+    """Fail every rendered report that names a rep, team or account outside its scope.
+
+    The page is moved aside to a hidden ``.<scope_id>.leak.html`` (never linked or mailed) and
+    its error lists the first foreign name; the rule is ``kpi_lib.audit``'s.
+    """
+    from kpi_lib.audit import Auditor, Directory, scan_report
+
+    done = [o for o in outcomes if o.ok and o.scope != "company"]
+    if not done:
+        return
+    auditor = Auditor(Directory.from_batch(batch, source))
+    for o in done:
+        page = period_dir / o.html
+        leaks = scan_report(auditor, page, o.scope, o.scope_id)
+        if leaks:
+            os.replace(page, page.with_name(f".{page.stem}.leak{page.suffix}"))
+            names = ", ".join(f"{f.kind} {f.name!r} ({f.entity_id})" for f in leaks[:3])
+            more = f" and {len(leaks) - 3} more" if len(leaks) > 3 else ""
+            o.status, o.html_bytes = "failed", None
+            o.error = redact(f"scope leak: names outside {o.scope} {o.scope_id}: {names}{more}")
+
+
+_INPUTS_FILE = "render_inputs.json"
+
+
+def _prepare(source, label: str, as_of, targets, data_dir: Path, force: bool):
+    """The batch, and what the keys need: ``{"src", "inputs", "digests"}`` (None: not yet).
+
+    When the batch saved in ``data_dir`` was computed from the same inputs (source fingerprint,
+    period, ``as_of``, targets, settings, code; ``kpi_lib._render_cache.inputs_key``), it is
+    read back instead of computing the cube again, with its scopes' digests (unless ``force``).
+    """
+    from kpi_lib.batch import Batch, prepare_batch
+
+    state = {"src": None, "inputs": None, "digests": None}
+    if not force and (data_dir / _INPUTS_FILE).is_file():
+        state["src"] = _load(source)
+        state["inputs"] = _inputs_key(state["src"], source, label, as_of, targets)
+        try:
+            saved = json.loads((data_dir / _INPUTS_FILE).read_text(encoding="utf-8"))
+            if saved.get("inputs") == state["inputs"] and saved.get("scopes"):
+                batch = Batch.load(data_dir)
+                state["digests"] = saved["scopes"]
+                return batch, state
+        except Exception:  # noqa: BLE001 - an unreadable saved batch is computed again
+            pass
+    batch = prepare_batch(state["src"] or source, label, as_of=as_of, targets=targets)
+    if state["src"] is not None:
+        batch.source = redact(str(source))  # batch.json is an output: no password in it
+    return batch, state
+
+
+def _load(source):
+    from kpi_lib.sources import load_source
+
+    return load_source(_absolute(source) if isinstance(source, str | Path) else source)
+
+
+def _inputs_key(src, source, label: str, as_of, targets) -> str:
+    from kpi_lib.cube import load_settings
+    from kpi_lib.periods import parse_as_of
+
+    path = project_path(targets) if targets else None
+    return _render_cache.inputs_key(
+        src.fingerprint, str(source), label, str(parse_as_of(as_of)),
+        str(path) if path is not None and path.is_file() else None, load_settings())
+
+
+def _keys_inputs(batch, state: dict, source, label: str, as_of, targets) -> tuple[str, dict]:
+    """The inputs key and the scopes' digests, loading the source if ``_prepare`` did not."""
+    src = state["src"]
+    if state["inputs"] is None or state["digests"] is None:
+        src = src or _load(source)
+    inputs = state["inputs"] or _inputs_key(src, source, label, as_of, targets)
+    digests = state["digests"] or _render_cache.scope_digests(batch, src)
+    return inputs, digests
+
+
+def _reuse_unchanged(batch, digests: dict, jobs_in: list[dict], outcomes: list[ReportOutcome],
+                     period_dir: Path, force: bool) -> list[int]:
+    """Give every report its key; keep the reports whose last render has the same key.
+
+    Returns the indexes of the reports still to render (all of them with ``force``).
+    """
+    from kpi_lib.cube import load_settings
+    from kpi_lib.history import DEFAULT_HISTORY_DIR
+
+    history_dir = getattr(batch, "history_dir", None) or DEFAULT_HISTORY_DIR
+    batch_part = _render_cache.batch_digest(
+        batch, load_settings(), _render_cache.folder_digest(project_path(history_dir)))
+    previous = {} if force else _render_cache.previous_reports(period_dir / "manifest.json")
+    todo = []
+    for i, (job, o) in enumerate(zip(jobs_in, outcomes, strict=True)):
+        o.key = _render_cache.report_key(
+            Path(job["notebook"]), job["parameters"], job["title"], batch_part,
+            digests.get(f"{o.scope}/{o.scope_id}", ""))
+        before = previous.get((o.role, o.scope_id))
+        if _render_cache.still_good(before, o.key, period_dir):
+            for name in ("status", "seconds", "seconds_execute", "seconds_export", "html_bytes",
+                         "html_sha256"):
+                setattr(o, name, before.get(name))
+            o.reused = True
+        else:
+            todo.append(i)
+    return todo
 
 
 def _run_pool(jobs_in: list[dict], outcomes: list[ReportOutcome], workers: int, bar) -> None:

@@ -390,8 +390,9 @@ def test_a_failing_report_fails_alone_keeps_its_last_good_html_and_the_cli_exits
     period_dir = out / PERIOD
 
     def render(run: int) -> subprocess.CompletedProcess:
+        # --force: the stand-in pages read KPI_TEST_RUN, which no render key can see.
         command = [sys.executable, "-m", "kpi_lib", "render", "--period", PERIOD,
-                   "--source", str(demo_source), "--out", str(out), "--as-of", AS_OF]
+                   "--source", str(demo_source), "--out", str(out), "--as-of", AS_OF, "--force"]
         return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True,
                               env={**os.environ, "KPI_TEST_RUN": str(run)}, timeout=600)
 
