@@ -62,7 +62,7 @@ def _render(args: argparse.Namespace) -> int:
     result = render_batch(
         period=args.period, source=args.source, out=args.out, jobs=args.jobs,
         as_of=args.as_of, targets=args.targets, fresh_kernels=args.fresh_kernels,
-        force=args.force,
+        force=args.force, history_dir=args.history,
     )
     print(result.summary(), file=sys.stderr)
     return EXIT_FAILED if result.failed else EXIT_OK
@@ -245,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", default="params/targets.yaml")
     p.add_argument("--fresh-kernels", action="store_true",
                    help="a fresh kernel per report (slower; for debugging the warm pool)")
+    p.add_argument("--history", default=None,
+                   help="snapshot folder: store today's snapshot and derive stage history "
+                        "for a source without it (see `snapshot`)")
     p.add_argument("--force", action="store_true",
                    help="render every report, even those unchanged since the last render")
     p.set_defaults(run=_render)

@@ -552,6 +552,7 @@ def render_batch(
     timeout: float | None = None,
     fresh_kernels: bool = False,
     force: bool = False,
+    history_dir: str | None = None,
 ) -> BatchResult:
     """Render every role x scope report of one period into ``<out>/<period>/``.
 
@@ -584,6 +585,9 @@ def render_batch(
     force
         Render every report, even those whose key (notebook, parameters, code, the data the
         report reads; ``kpi_lib._render_cache``) matches the last render kept in the folder.
+    history_dir
+        A snapshot folder (``history``): today's snapshot of the opportunities is stored and a
+        source without stage history gets it derived from the snapshots (``kpi_lib.history``).
 
     Returns
     -------
@@ -619,7 +623,7 @@ def render_batch(
     data_dir = period_dir / "_data"
 
     shown_source = hide_source(source) if isinstance(source, str | Path) else source
-    batch, state = _prepare(source, label, as_of, targets, data_dir, force)
+    batch, state = _prepare(source, label, as_of, targets, data_dir, force, history_dir)
     scopes = scope_table(batch)
     specs = plan_reports(plan_matrix, scopes, roles)
     team_names = {sid: name for kind, sid, name, _ in scopes if kind == "team"}
@@ -717,7 +721,7 @@ def _audit_scopes(batch, source, period_dir: Path, outcomes: list[ReportOutcome]
 _INPUTS_FILE = "render_inputs.json"
 
 
-def _prepare(source, label: str, as_of, targets, data_dir: Path, force: bool):
+def _prepare(source, label: str, as_of, targets, data_dir: Path, force: bool, history_dir=None):
     """The batch, and what the keys need: ``{"src", "inputs", "digests"}`` (None: not yet).
 
     When the batch saved in ``data_dir`` was computed from the same inputs (source fingerprint,
@@ -738,7 +742,8 @@ def _prepare(source, label: str, as_of, targets, data_dir: Path, force: bool):
                 return batch, state
         except Exception:  # noqa: BLE001 - an unreadable saved batch is computed again
             pass
-    batch = prepare_batch(state["src"] or source, label, as_of=as_of, targets=targets)
+    batch = prepare_batch(state["src"] or source, label, as_of=as_of, targets=targets,
+                          history_dir=history_dir)
     if state["src"] is not None:
         batch.source = redact(str(source))  # batch.json is an output: no password in it
     return batch, state
