@@ -11,23 +11,18 @@ everything the commands printed are searched for both passwords.
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+from _postgres import free_port, throwaway_postgres
 
 from kpi_lib.cli import main
 from kpi_lib.redact import hide_source, redact, reveal
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 PERIOD = "2026-10"
 AS_OF = "2026-11-05"
 DB_PASSWORD = "Db-s3cret-9f2c"
@@ -66,18 +61,13 @@ def test_the_real_url_goes_to_the_environment_and_comes_back_only_from_its_redac
     assert redact(f"the driver said: {DB_PASSWORD} is wrong") == "the driver said: *** is wrong"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.mark.parametrize("command", [["kpis", "--period", PERIOD], ["validate"],
                                      ["render", "--period", PERIOD]])
 def test_a_url_with_a_password_to_a_closed_port_fails_without_the_password(
         tmp_path, capsys, monkeypatch, command):
     monkeypatch.delenv("KPI_SOURCE_URL", raising=False)
-    url = f"postgresql://kpi:{DB_PASSWORD}@127.0.0.1:{_free_port()}/crm"
+    url = f"postgresql://kpi:{DB_PASSWORD}@127.0.0.1:{free_port()}/crm"
     extra = ["--out", str(tmp_path / "reports")] if command[0] == "render" else []
     code = main([*command, "--source", url, *extra])
     err = capsys.readouterr().err
@@ -92,55 +82,12 @@ def test_a_url_with_a_password_to_a_closed_port_fails_without_the_password(
 # --------------------------------------------------------------------------------------------
 
 
-def _as_postgres_user() -> list[str]:
-    return ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
-
 
 @pytest.fixture(scope="module")
 def postgres():
     """A PostgreSQL 15 server that accepts user ``kpi`` with ``DB_PASSWORD`` only (scram)."""
-    if not (PG_BIN / "initdb").exists():
-        pytest.fail(f"PostgreSQL 15 server binaries not found under {PG_BIN}")
-    root = Path(tempfile.mkdtemp(prefix="kpi-pg-secret-"))
-    data, user = root / "data", _as_postgres_user()
-    (root / "pw").write_text(DB_PASSWORD + "\n")
-    if user:
-        os.chmod(root, 0o777)
-        shutil.chown(root, "nobody")
-        shutil.chown(root / "pw", "nobody")
-    subprocess.run([*user, str(PG_BIN / "initdb"), "-D", str(data), "-U", "kpi",
-                    "--auth=scram-sha-256", f"--pwfile={root / 'pw'}", "-E", "UTF8",
-                    "--no-sync"], check=True, capture_output=True)
-    (root / "pw").unlink()
-    port = _free_port()
-    subprocess.run([*user, str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "log"),
-                    "-w", "-o", f"-h 127.0.0.1 -p {port} -k {root} -F", "start"],
-                   check=True, capture_output=True)
-    pid = int((data / "postmaster.pid").read_text().split()[0])
-    try:
-        import psycopg
-
-        deadline = time.time() + 30
-        while True:
-            try:
-                with psycopg.connect(f"host=127.0.0.1 port={port} user=kpi dbname=postgres "
-                                     f"password={DB_PASSWORD}", autocommit=True) as c:
-                    c.execute("CREATE DATABASE crm")
-                break
-            except psycopg.OperationalError:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.2)
-        yield f"postgresql://kpi:{DB_PASSWORD}@127.0.0.1:{port}/crm"
-    finally:
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(100):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        shutil.rmtree(root, ignore_errors=True)
+    with throwaway_postgres(DB_PASSWORD) as url:
+        yield url
 
 
 @pytest.mark.slow
@@ -181,7 +128,7 @@ def test_no_output_of_a_render_and_send_holds_either_password(postgres, tmp_path
         ok = auth_data.login == b"ops" and auth_data.password == SMTP_PASSWORD.encode()
         return AuthResult(success=ok, handled=False)
 
-    inbox, port = Inbox(), _free_port()
+    inbox, port = Inbox(), free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port, authenticator=authenticator,
                             auth_require_tls=False, auth_exclude_mechanism=["LOGIN"])
     env = {k: v for k, v in os.environ.items() if k != "KPI_SOURCE_URL"}

@@ -8,22 +8,15 @@ folder, run as the unprivileged user ``nobody`` when the tests run as root) and 
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
-import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from _postgres import throwaway_postgres
 
 import kpi_lib
 from kpi_lib.demo import generate_demo_tables
 from kpi_lib.validate import validation_report
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 AS_OF = "2026-11-28"
 PERIODS = "2026-09:2026-10"
 
@@ -66,88 +59,13 @@ def test_csv_and_parquet_folders_give_the_duckdb_cube(tmp_path, demo_tables, duc
     assert_same_cube(got, duckdb_cube)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _as_postgres_user() -> list[str]:
-    return ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
 
 
 @pytest.fixture(scope="module")
 def postgres():
     """A PostgreSQL 15 server for this module: URL of an empty database ``crm``."""
-    if not (PG_BIN / "initdb").exists():
-        pytest.fail(f"PostgreSQL 15 server binaries not found under {PG_BIN}")
-    # not under pytest's tmp folder: it is private to root, and the server runs as nobody
-    root = Path(tempfile.mkdtemp(prefix="kpi-pg-"))
-    data = root / "data"
-    user = _as_postgres_user()
-    if user:
-        os.chmod(root, 0o777)
-        shutil.chown(root, "nobody")
-    subprocess.run(
-        [
-            *user,
-            str(PG_BIN / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "kpi",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    port = _free_port()
-    log = root / "server.log"
-    subprocess.run(
-        [
-            *user,
-            str(PG_BIN / "pg_ctl"),
-            "-D",
-            str(data),
-            "-l",
-            str(log),
-            "-w",
-            "-o",
-            f"-h 127.0.0.1 -p {port} -k {root} -F",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    pid = int((data / "postmaster.pid").read_text().split()[0])
-    try:
-        import psycopg
-
-        deadline = time.time() + 30
-        while True:
-            try:
-                with psycopg.connect(
-                    f"host=127.0.0.1 port={port} user=kpi dbname=postgres", autocommit=True
-                ) as c:
-                    c.execute("CREATE DATABASE crm")
-                break
-            except psycopg.OperationalError:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.2)
-        yield f"postgresql://kpi@127.0.0.1:{port}/crm"
-    finally:
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(100):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        shutil.rmtree(root, ignore_errors=True)
+    with throwaway_postgres() as url:
+        yield url
 
 
 def _load_into_postgres(url: str, tables: dict[str, pd.DataFrame]) -> None:
