@@ -27,13 +27,9 @@ import json
 import os
 import platform
 import resource
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -49,7 +45,6 @@ SEED = 7
 # ours: load_source(<file>) reads the tables into pandas; ours_url: load_source("duckdb:///<file>")
 # leaves them in the file (kpi_lib/warehouse.py); ours_pg: the same on PostgreSQL (--postgres).
 IMPLEMENTATIONS = ("ours", "ours_url", "sql", "pandas")
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 LABELS = {
     "ours": "ours: `load_source(file)`",
     "ours_url": "ours: `load_source(\"duckdb:///file\")`",
@@ -544,45 +539,12 @@ def run_rounds(sources: dict[str, str], months: int, repeat: int, timeout: float
         impl: r["timed_out"] for impl, r in results.items() if "timed_out" in r}
 
 
-@contextlib.contextmanager
 def postgres_server(work_mem: str = "4MB"):
-    """A throwaway PostgreSQL 15 server on 127.0.0.1; yields the URL of its database ``crm``.
+    """A throwaway PostgreSQL 15 server on 127.0.0.1 (the tests' helper, tests/_postgres.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from _postgres import throwaway_postgres
 
-    Run as ``nobody`` when we are root (the server refuses root); stopped by its PID (fast
-    shutdown: a query still running for a stopped worker is cancelled).
-    """
-    import psycopg
-
-    root = Path(tempfile.mkdtemp(prefix="kpi-bench-pg-"))
-    as_user = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
-    if as_user:
-        os.chmod(root, 0o777)
-        shutil.chown(root, "nobody")
-    data = root / "data"
-    subprocess.run([*as_user, str(PG_BIN / "initdb"), "-D", str(data), "-U", "kpi",
-                    "--auth=trust", "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    subprocess.run([*as_user, str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "log"),
-                    "-w", "-o", f"-h 127.0.0.1 -p {port} -k {root} -F -c work_mem={work_mem}",
-                    "start"],
-                   check=True, capture_output=True)
-    pid = int((data / "postmaster.pid").read_text().split()[0])
-    try:
-        with psycopg.connect(f"host=127.0.0.1 port={port} user=kpi dbname=postgres",
-                             autocommit=True) as con:
-            con.execute("CREATE DATABASE crm")
-        yield f"postgresql://kpi@127.0.0.1:{port}/crm"
-    finally:
-        os.kill(pid, signal.SIGINT)
-        for _ in range(100):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        shutil.rmtree(root, ignore_errors=True)
+    return throwaway_postgres(work_mem=work_mem)
 
 
 _PG_TYPES = {"VARCHAR": "text", "TIMESTAMP": "timestamp", "BOOLEAN": "boolean",

@@ -28,11 +28,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def throwaway_postgres(password: str | None = None) -> Iterator[str]:
+def throwaway_postgres(password: str | None = None, **settings: str) -> Iterator[str]:
     """Start a cluster; yield the URL of its empty database ``crm`` for user ``kpi``.
 
     With ``password`` the server accepts ``kpi`` with that password only (scram-sha-256);
-    without, it trusts local connections.
+    without, it trusts local connections. ``settings`` are server settings
+    (``work_mem="256MB"``). The server is stopped with a fast shutdown: a query still running
+    is cancelled.
 
     Example
     -------
@@ -58,8 +60,9 @@ def throwaway_postgres(password: str | None = None) -> Iterator[str]:
     if password is not None:
         (root / "pw").unlink()
     port = free_port()
+    options = " ".join(f"-c {name}={value}" for name, value in settings.items())
     subprocess.run([*user, str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "log"),
-                    "-w", "-o", f"-h 127.0.0.1 -p {port} -k {root} -F", "start"],
+                    "-w", "-o", f"-h 127.0.0.1 -p {port} -k {root} -F {options}", "start"],
                    check=True, capture_output=True)
     pid = int((data / "postmaster.pid").read_text().split()[0])
     secret = f":{password}" if password is not None else ""
@@ -67,7 +70,7 @@ def throwaway_postgres(password: str | None = None) -> Iterator[str]:
         _create_database(port, password)
         yield f"postgresql://kpi{secret}@127.0.0.1:{port}/crm"
     finally:
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGINT)
         for _ in range(100):
             try:
                 os.kill(pid, 0)
