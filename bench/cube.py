@@ -47,8 +47,8 @@ SEED = 7
 IMPLEMENTATIONS = ("ours", "ours_url", "sql", "pandas")
 LABELS = {
     "ours": "ours: `load_source(file)`",
-    "ours_url": "ours: `load_source(\"duckdb:///file\")`",
-    "ours_pg": "ours: `load_source(\"postgresql://...\")`",
+    "ours_url": 'ours: `load_source("duckdb:///file")`',
+    "ours_pg": 'ours: `load_source("postgresql://...")`',
     "sql": "hand-written DuckDB SQL",
     "pandas": "pandas groupby",
 }
@@ -58,12 +58,34 @@ GOAL_MEMORY_MB = 2048
 # Figures the peers compute, named as in the cube. ``reps_active`` and ``spend`` are not KPIs
 # of the cube: they are compared with the denominator of revenue_per_rep and the numerator of cac.
 PEER_KPIS = (
-    "revenue", "deals_won", "win_rate", "avg_deal_size", "sales_cycle_days", "open_at_start",
-    "sales_velocity", "pipeline_amount", "weighted_pipeline", "revenue_per_rep", "reps_active",
-    "revenue_growth_mom", "revenue_growth_yoy", "opportunities_created", "leads_created",
-    "qualified_leads", "lead_conversion_rate", "activities", "activities_call", "activities_email",
-    "activities_meeting", "activities_demo", "new_customers", "cac", "spend", "retention_rate",
-    "churn_rate", "clv",
+    "revenue",
+    "deals_won",
+    "win_rate",
+    "avg_deal_size",
+    "sales_cycle_days",
+    "open_at_start",
+    "sales_velocity",
+    "pipeline_amount",
+    "weighted_pipeline",
+    "revenue_per_rep",
+    "reps_active",
+    "revenue_growth_mom",
+    "revenue_growth_yoy",
+    "opportunities_created",
+    "leads_created",
+    "qualified_leads",
+    "lead_conversion_rate",
+    "activities",
+    "activities_call",
+    "activities_email",
+    "activities_meeting",
+    "activities_demo",
+    "new_customers",
+    "cac",
+    "spend",
+    "retention_rate",
+    "churn_rate",
+    "clv",
 )
 STAGE_KPIS = ("time_in_stage_days", "stage_conversion")
 
@@ -106,8 +128,9 @@ def default_probabilities() -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------
 
 
-def sql_cube(con, periods: str, as_of: str = AS_OF,
-             probabilities: dict[str, float] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def sql_cube(
+    con, periods: str, as_of: str = AS_OF, probabilities: dict[str, float] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The cube by the SQL scripts, on a DuckDB connection holding the canonical tables.
 
     Returns
@@ -135,9 +158,13 @@ def _month(ts: pd.Series) -> pd.Series:
     return ts.dt.to_period("M").dt.to_timestamp()
 
 
-def pandas_cube(t: dict[str, pd.DataFrame], periods: str, as_of: str = AS_OF,
-                probabilities: dict[str, float] | None = None,
-                gross_margin: float = 1.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def pandas_cube(
+    t: dict[str, pd.DataFrame],
+    periods: str,
+    as_of: str = AS_OF,
+    probabilities: dict[str, float] | None = None,
+    gross_margin: float = 1.0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The cube by plain pandas on the canonical tables ``t``; same shape as ``sql_cube``."""
     probabilities = default_probabilities() if probabilities is None else probabilities
     p = sql_params(periods, as_of)
@@ -168,50 +195,79 @@ def pandas_cube(t: dict[str, pd.DataFrame], periods: str, as_of: str = AS_OF,
         won_with_amount_=closed["is_won"] & closed["amount"].notna(),
         won_cycle_days_=cycle.where(closed["is_won"]),
     )
-    by_month_rep(closed, "closed_at", closed_count=("opportunity_id", "size"),
-                 won_count=("is_won", "sum"), won_amount=("won_amount_", "sum"),
-                 won_with_amount=("won_with_amount_", "sum"),
-                 won_cycle_days=("won_cycle_days_", "sum"))
+    by_month_rep(
+        closed,
+        "closed_at",
+        closed_count=("opportunity_id", "size"),
+        won_count=("is_won", "sum"),
+        won_amount=("won_amount_", "sum"),
+        won_with_amount=("won_with_amount_", "sum"),
+        won_cycle_days=("won_cycle_days_", "sum"),
+    )
 
     history = t["stage_history"].sort_values("entered_at", kind="stable")
     prob = pd.Series(probabilities, dtype="float64")
     for month, month_end in zip(months, months + pd.DateOffset(months=1), strict=True):
         open_start = o[(o["created_at"] < month) & ~(o["closed_known"] & (o["closed_at"] < month))]
-        parts.append(open_start.groupby("rep_id").size().rename("open_at_start")
-                     .reset_index().assign(month=month))
-        open_end = o[(o["created_at"] < month_end)
-                     & ~(o["closed_known"] & (o["closed_at"] < month_end))]
-        seen = history[(history["entered_at"] < month_end)
-                       & history["opportunity_id"].isin(open_end["opportunity_id"])]
+        parts.append(
+            open_start.groupby("rep_id")
+            .size()
+            .rename("open_at_start")
+            .reset_index()
+            .assign(month=month)
+        )
+        open_end = o[
+            (o["created_at"] < month_end) & ~(o["closed_known"] & (o["closed_at"] < month_end))
+        ]
+        seen = history[
+            (history["entered_at"] < month_end)
+            & history["opportunity_id"].isin(open_end["opportunity_id"])
+        ]
         stage_then = seen.drop_duplicates("opportunity_id", keep="last").set_index(
-            "opportunity_id")["stage"]
+            "opportunity_id"
+        )["stage"]
         stage = open_end["opportunity_id"].map(stage_then).fillna(open_end["stage"])
         weight = np.nan_to_num(prob.reindex(stage.to_numpy()).to_numpy(), nan=0.0)
         open_end = open_end.assign(weighted=open_end["amount"].to_numpy() * weight)
-        parts.append(open_end.groupby("rep_id").agg(
-            pipeline_amount=("amount", "sum"), weighted_pipeline=("weighted", "sum"),
-        ).reset_index().assign(month=month))
+        parts.append(
+            open_end.groupby("rep_id")
+            .agg(
+                pipeline_amount=("amount", "sum"),
+                weighted_pipeline=("weighted", "sum"),
+            )
+            .reset_index()
+            .assign(month=month)
+        )
 
     reps = t["reps"]
     active = reps[reps["is_quota_carrying"].fillna(True).astype(bool)].merge(
-        pd.DataFrame({"month": months, "month_end": months + pd.DateOffset(months=1)}), how="cross")
-    active = active[(active["start_at"].isna() | (active["start_at"] < active["month_end"]))
-                    & (active["end_at"].isna() | (active["end_at"] >= active["month"]))]
+        pd.DataFrame({"month": months, "month_end": months + pd.DateOffset(months=1)}), how="cross"
+    )
+    active = active[
+        (active["start_at"].isna() | (active["start_at"] < active["month_end"]))
+        & (active["end_at"].isna() | (active["end_at"] >= active["month"]))
+    ]
     parts.append(active.groupby(["month", "rep_id"]).size().rename("reps_active").reset_index())
 
     leads = t["leads"].rename(columns={"owner_rep_id": "rep_id"})
-    by_month_rep(leads[within(leads["created_at"])], "created_at",
-                 leads_created=("lead_id", "size"))
+    by_month_rep(
+        leads[within(leads["created_at"])], "created_at", leads_created=("lead_id", "size")
+    )
     won_ids = o.loc[o["won_known"], "opportunity_id"]
     qualified = leads[leads["qualified_at"].notna() & within(leads["qualified_at"])]
     qualified = qualified.assign(converted=qualified["opportunity_id"].isin(won_ids))
-    by_month_rep(qualified, "qualified_at", qualified_leads=("lead_id", "size"),
-                 qualified_converted=("converted", "sum"))
+    by_month_rep(
+        qualified,
+        "qualified_at",
+        qualified_leads=("lead_id", "size"),
+        qualified_converted=("converted", "sum"),
+    )
 
     acts = t["activities"]
     acts = acts[within(acts["occurred_at"])]
-    counts = pd.crosstab([_month(acts["occurred_at"]).rename("month"), acts["rep_id"]],
-                         acts["activity_type"])
+    counts = pd.crosstab(
+        [_month(acts["occurred_at"]).rename("month"), acts["rep_id"]], acts["activity_type"]
+    )
     wide_acts = pd.DataFrame({"activities": counts.sum(axis=1)})
     for kind in ("call", "email", "meeting", "demo"):
         wide_acts[f"activities_{kind}"] = counts[kind] if kind in counts else 0
@@ -219,49 +275,83 @@ def pandas_cube(t: dict[str, pd.DataFrame], periods: str, as_of: str = AS_OF,
 
     won = o[o["won_known"] & o["account_id"].notna()]
     first = won.sort_values(["closed_at", "opportunity_id"]).drop_duplicates("account_id")
-    by_month_rep(first[within(first["closed_at"])], "closed_at",
-                 new_customers=("account_id", "size"))
+    by_month_rep(
+        first[within(first["closed_at"])], "closed_at", new_customers=("account_id", "size")
+    )
 
     revenue = t["revenue"]
     revenue = revenue[within(revenue["recognized_at"])]
-    per_account = (revenue.assign(month=_month(revenue["recognized_at"]))
-                   .groupby(["account_id", "month"], as_index=False)["amount"].sum())
+    per_account = (
+        revenue.assign(month=_month(revenue["recognized_at"]))
+        .groupby(["account_id", "month"], as_index=False)["amount"]
+        .sum()
+    )
     owners = t["accounts"].set_index("account_id")["owner_rep_id"]
     per_account["rep_id"] = per_account["account_id"].map(owners)
-    parts.append(per_account.assign(active=per_account["amount"] > 0)
-                 .groupby(["month", "rep_id"], dropna=False)
-                 .agg(account_revenue=("amount", "sum"), accounts_active=("active", "sum"))
-                 .reset_index())
+    parts.append(
+        per_account.assign(active=per_account["amount"] > 0)
+        .groupby(["month", "rep_id"], dropna=False)
+        .agg(account_revenue=("amount", "sum"), accounts_active=("active", "sum"))
+        .reset_index()
+    )
     paying = per_account[per_account["amount"] > 0]
     before = paying.assign(month=paying["month"] + pd.DateOffset(months=1))
     before = before[before["month"] < end]
-    pairs = before.merge(paying[["account_id", "month"]], on=["account_id", "month"],
-                         how="left", indicator=True)
+    pairs = before.merge(
+        paying[["account_id", "month"]], on=["account_id", "month"], how="left", indicator=True
+    )
     pairs["retained"] = pairs["_merge"] == "both"
     pairs["lost"] = ~pairs["retained"]
-    parts.append(pairs.groupby(["month", "rep_id"], dropna=False)
-                 .agg(accounts_prev=("account_id", "size"), retained_accounts=("retained", "sum"),
-                      lost_accounts=("lost", "sum")).reset_index())
+    parts.append(
+        pairs.groupby(["month", "rep_id"], dropna=False)
+        .agg(
+            accounts_prev=("account_id", "size"),
+            retained_accounts=("retained", "sum"),
+            lost_accounts=("lost", "sum"),
+        )
+        .reset_index()
+    )
 
     facts = pd.concat(parts, ignore_index=True)
     team_of = reps.set_index("rep_id")["team_id"]
     facts["team_id"] = facts["rep_id"].map(team_of)
     spend = t["spend"]
     spend = spend[within(spend["spent_at"])]
-    facts = pd.concat([facts, spend.assign(month=_month(spend["spent_at"]))
-                       .groupby(["month", "team_id"], dropna=False)["amount"].sum()
-                       .rename("spend").reset_index()], ignore_index=True)
+    facts = pd.concat(
+        [
+            facts,
+            spend.assign(month=_month(spend["spent_at"]))
+            .groupby(["month", "team_id"], dropna=False)["amount"]
+            .sum()
+            .rename("spend")
+            .reset_index(),
+        ],
+        ignore_index=True,
+    )
 
     measures = [c for c in facts.columns if c not in ("month", "rep_id", "team_id")]
     scopes = _scopes(t)
-    rolled = pd.concat([
-        facts.groupby("month")[measures].sum().reset_index()
-        .assign(scope="company", scope_id="all"),
-        facts.dropna(subset=["team_id"]).groupby(["month", "team_id"])[measures].sum()
-        .reset_index().rename(columns={"team_id": "scope_id"}).assign(scope="team"),
-        facts.dropna(subset=["rep_id"]).groupby(["month", "rep_id"])[measures].sum()
-        .reset_index().rename(columns={"rep_id": "scope_id"}).assign(scope="rep"),
-    ], ignore_index=True)
+    rolled = pd.concat(
+        [
+            facts.groupby("month")[measures]
+            .sum()
+            .reset_index()
+            .assign(scope="company", scope_id="all"),
+            facts.dropna(subset=["team_id"])
+            .groupby(["month", "team_id"])[measures]
+            .sum()
+            .reset_index()
+            .rename(columns={"team_id": "scope_id"})
+            .assign(scope="team"),
+            facts.dropna(subset=["rep_id"])
+            .groupby(["month", "rep_id"])[measures]
+            .sum()
+            .reset_index()
+            .rename(columns={"rep_id": "scope_id"})
+            .assign(scope="rep"),
+        ],
+        ignore_index=True,
+    )
     grid = scopes.merge(pd.DataFrame({"month": months}), how="cross")
     m = grid.merge(rolled, on=["scope", "scope_id", "month"], how="left")
     m[measures] = m[measures].fillna(0.0).astype("float64")
@@ -276,13 +366,26 @@ def pandas_cube(t: dict[str, pd.DataFrame], periods: str, as_of: str = AS_OF,
     k["win_rate"] = div(m["won_count"], m["closed_count"])
     k["avg_deal_size"] = div(m["won_amount"], m["won_with_amount"])
     k["sales_cycle_days"] = div(m["won_cycle_days"], m["won_count"])
-    for column in ("open_at_start", "pipeline_amount", "weighted_pipeline", "reps_active",
-                   "opportunities_created", "leads_created", "qualified_leads", "activities",
-                   "activities_call", "activities_email", "activities_meeting", "activities_demo",
-                   "new_customers", "spend"):
+    for column in (
+        "open_at_start",
+        "pipeline_amount",
+        "weighted_pipeline",
+        "reps_active",
+        "opportunities_created",
+        "leads_created",
+        "qualified_leads",
+        "activities",
+        "activities_call",
+        "activities_email",
+        "activities_meeting",
+        "activities_demo",
+        "new_customers",
+        "spend",
+    ):
         k[column] = m[column]
-    k["sales_velocity"] = div(m["open_at_start"] * k["win_rate"] * k["avg_deal_size"],
-                              k["sales_cycle_days"])
+    k["sales_velocity"] = div(
+        m["open_at_start"] * k["win_rate"] * k["avg_deal_size"], k["sales_cycle_days"]
+    )
     k["revenue_per_rep"] = div(m["won_amount"], m["reps_active"])
     revenue_by_scope = m.groupby(["scope", "scope_id"])["won_amount"]
     k["revenue_growth_mom"] = div(m["won_amount"], revenue_by_scope.shift(1)) - 1
@@ -293,44 +396,66 @@ def pandas_cube(t: dict[str, pd.DataFrame], periods: str, as_of: str = AS_OF,
     k["churn_rate"] = div(m["lost_accounts"], m["accounts_prev"])
     k["clv"] = div(div(m["account_revenue"], m["accounts_active"]) * gross_margin, k["churn_rate"])
     k = k[k["month"] >= pd.Timestamp(p["first_reported"])].reset_index(drop=True)
-    return k, _pandas_stages(t, o, team_of, start, stop, pd.Timestamp(p["first_reported"]),
-                             as_of_end)
+    return k, _pandas_stages(
+        t, o, team_of, start, stop, pd.Timestamp(p["first_reported"]), as_of_end
+    )
 
 
 def _scopes(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
     teams, reps = t["teams"]["team_id"].astype(str), t["reps"]["rep_id"].astype(str)
-    return pd.DataFrame({"scope": ["company"] + ["team"] * len(teams) + ["rep"] * len(reps),
-                         "scope_id": ["all", *teams, *reps]})
+    return pd.DataFrame(
+        {
+            "scope": ["company"] + ["team"] * len(teams) + ["rep"] * len(reps),
+            "scope_id": ["all", *teams, *reps],
+        }
+    )
 
 
 def _pandas_stages(t, o, team_of, start, stop, first_reported, as_of_end) -> pd.DataFrame:
     closed_stages = set(o.loc[o["is_closed"], "stage"])
     lost_stages = set(o.loc[o["is_closed"] & ~o["is_won"], "stage"])
     sh = t["stage_history"]
-    sh = sh[sh["entered_at"] < as_of_end].sort_values(["opportunity_id", "entered_at"],
-                                                      kind="stable")
+    sh = sh[sh["entered_at"] < as_of_end].sort_values(
+        ["opportunity_id", "entered_at"], kind="stable"
+    )
     per_deal = sh.groupby("opportunity_id")
-    v = sh.assign(next_at=per_deal["entered_at"].shift(-1),
-                  next_stage=per_deal["stage"].shift(-1))
-    v = v.merge(o[["opportunity_id", "rep_id", "closed_at", "closed_known", "won_known"]],
-                on="opportunity_id")
+    v = sh.assign(next_at=per_deal["entered_at"].shift(-1), next_stage=per_deal["stage"].shift(-1))
+    v = v.merge(
+        o[["opportunity_id", "rep_id", "closed_at", "closed_known", "won_known"]],
+        on="opportunity_id",
+    )
     v = v[~v["stage"].isin(closed_stages)]
     v["exit_at"] = v["next_at"].fillna(v["closed_at"].where(v["closed_known"]))
-    v["forward"] = np.where(v["next_at"].notna(), ~v["next_stage"].isin(lost_stages),
-                            v["won_known"])
+    v["forward"] = np.where(
+        v["next_at"].notna(), ~v["next_stage"].isin(lost_stages), v["won_known"]
+    )
     v = v[v["exit_at"].notna() & (v["exit_at"] >= start) & (v["exit_at"] < stop)]
-    v = v.assign(month=_month(v["exit_at"]), team_id=v["rep_id"].map(team_of),
-                 days=(v["exit_at"] - v["entered_at"]).dt.total_seconds() / 86400)
+    v = v.assign(
+        month=_month(v["exit_at"]),
+        team_id=v["rep_id"].map(team_of),
+        days=(v["exit_at"] - v["entered_at"]).dt.total_seconds() / 86400,
+    )
     v = v[v["month"] >= first_reported]
     aggs = {"days": ("days", "sum"), "exits": ("days", "size"), "advanced": ("forward", "sum")}
-    rolled = pd.concat([
-        v.groupby(["month", "stage"]).agg(**aggs).reset_index().assign(scope="company",
-                                                                       scope_id="all"),
-        v.groupby(["month", "team_id", "stage"]).agg(**aggs).reset_index()
-        .rename(columns={"team_id": "scope_id"}).assign(scope="team"),
-        v.groupby(["month", "rep_id", "stage"]).agg(**aggs).reset_index()
-        .rename(columns={"rep_id": "scope_id"}).assign(scope="rep"),
-    ], ignore_index=True)
+    rolled = pd.concat(
+        [
+            v.groupby(["month", "stage"])
+            .agg(**aggs)
+            .reset_index()
+            .assign(scope="company", scope_id="all"),
+            v.groupby(["month", "team_id", "stage"])
+            .agg(**aggs)
+            .reset_index()
+            .rename(columns={"team_id": "scope_id"})
+            .assign(scope="team"),
+            v.groupby(["month", "rep_id", "stage"])
+            .agg(**aggs)
+            .reset_index()
+            .rename(columns={"rep_id": "scope_id"})
+            .assign(scope="rep"),
+        ],
+        ignore_index=True,
+    )
     rolled["time_in_stage_days"] = rolled["days"] / rolled["exits"]
     rolled["stage_conversion"] = rolled["advanced"] / rolled["exits"]
     return rolled[["month", "scope", "scope_id", "stage", *STAGE_KPIS]]
@@ -341,8 +466,9 @@ def read_tables(path: str | Path) -> dict[str, pd.DataFrame]:
     import duckdb
 
     with duckdb.connect(str(path), read_only=True) as con:
-        names = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables")
-                 .fetchall()]
+        names = [
+            r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+        ]
         return {name: con.execute(f'SELECT * FROM "{name}"').df() for name in names}
 
 
@@ -353,11 +479,19 @@ def read_tables(path: str | Path) -> dict[str, pd.DataFrame]:
 
 def peer_long(wide: pd.DataFrame, stages: pd.DataFrame) -> pd.DataFrame:
     """A peer's result as ``period, scope, scope_id, kpi, value`` rows, like the cube."""
-    long = wide.melt(id_vars=["month", "scope", "scope_id"], value_vars=list(PEER_KPIS),
-                     var_name="kpi", value_name="value")
+    long = wide.melt(
+        id_vars=["month", "scope", "scope_id"],
+        value_vars=list(PEER_KPIS),
+        var_name="kpi",
+        value_name="value",
+    )
     long = long[~((long["kpi"] == "spend") & (long["scope"] == "rep"))]
-    st = stages.melt(id_vars=["month", "scope", "scope_id", "stage"], value_vars=list(STAGE_KPIS),
-                     var_name="kpi", value_name="value")
+    st = stages.melt(
+        id_vars=["month", "scope", "scope_id", "stage"],
+        value_vars=list(STAGE_KPIS),
+        var_name="kpi",
+        value_name="value",
+    )
     st["kpi"] = st["kpi"] + ":" + st["stage"]
     long = pd.concat([long, st.drop(columns="stage")], ignore_index=True)
     long["period"] = pd.to_datetime(long.pop("month")).dt.strftime("%Y-%m")
@@ -370,12 +504,15 @@ def ours_long(cube: pd.DataFrame) -> pd.DataFrame:
     keys = ["period", "scope", "scope_id"]
     extra = [
         cube.loc[cube["kpi"] == "revenue_per_rep", [*keys, "denominator"]]
-        .rename(columns={"denominator": "value"}).assign(kpi="reps_active"),
+        .rename(columns={"denominator": "value"})
+        .assign(kpi="reps_active"),
         cube.loc[(cube["kpi"] == "cac") & (cube["scope"] != "rep"), [*keys, "numerator"]]
-        .rename(columns={"numerator": "value"}).assign(kpi="spend"),
+        .rename(columns={"numerator": "value"})
+        .assign(kpi="spend"),
     ]
     wanted = cube["kpi"].isin(PEER_KPIS) | cube["kpi"].str.startswith(
-        tuple(f"{k}:" for k in STAGE_KPIS))
+        tuple(f"{k}:" for k in STAGE_KPIS)
+    )
     ours = pd.concat([cube.loc[wanted, [*keys, "kpi", "value"]], *extra], ignore_index=True)
     return ours[[*keys, "kpi", "value"]]
 
@@ -395,8 +532,9 @@ def compare(ours: pd.DataFrame, peer: pd.DataFrame, rtol: float = 1e-6) -> pd.Da
     both["mismatch"] = ~same
     both["abs_diff"] = np.where(same, 0.0, np.abs(a - b))
     both["family"] = both["kpi"].str.split(":").str[0]
-    return both.groupby("family").agg(rows=("mismatch", "size"), mismatches=("mismatch", "sum"),
-                                      max_abs_diff=("abs_diff", "max"))
+    return both.groupby("family").agg(
+        rows=("mismatch", "size"), mismatches=("mismatch", "sum"), max_abs_diff=("abs_diff", "max")
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,13 +560,17 @@ def verdict(peer: str, diff: pd.DataFrame, ties: int) -> str:
     if bad.empty:
         return f"{peer}: all {total:,} figures agree with ours"
     if set(bad.index) == {"weighted_pipeline"} and ties:
-        n, rows = int(bad.loc["weighted_pipeline", "mismatches"]), int(bad.loc[
-            "weighted_pipeline", "rows"])
-        return (f"{peer}: all {total:,} figures agree with ours except weighted_pipeline "
-                f"({n:,} of {rows:,} differ): {ties:,} stage_history rows enter a stage at the "
-                "same instant as another stage of the same deal, so the stage at month end is "
-                "ambiguous and each implementation picks one (ours not even the same one from "
-                "run to run). With ties broken, tests/test_bench_equivalence.py finds them equal")
+        n, rows = (
+            int(bad.loc["weighted_pipeline", "mismatches"]),
+            int(bad.loc["weighted_pipeline", "rows"]),
+        )
+        return (
+            f"{peer}: all {total:,} figures agree with ours except weighted_pipeline "
+            f"({n:,} of {rows:,} differ): {ties:,} stage_history rows enter a stage at the "
+            "same instant as another stage of the same deal, so the stage at month end is "
+            "ambiguous and each implementation picks one (ours not even the same one from "
+            "run to run). With ties broken, tests/test_bench_equivalence.py finds them equal"
+        )
     return f"{peer}: DIFFERS from ours: {bad.to_dict('index')}"
 
 
@@ -467,9 +609,15 @@ def run_worker(impl: str, data: str, periods: str, repeat: int, out: Path) -> di
             t_register = time.perf_counter()
             cube = kpi_lib.compute_cube(src, periods, as_of=AS_OF)
             t_done = time.perf_counter()
-            runs.append({"load": t_load - t, "register": t_register - t_load,
-                         "compute": t_done - t_register, "total": t_done - t,
-                         "cpu": time.process_time() - cpu})
+            runs.append(
+                {
+                    "load": t_load - t,
+                    "register": t_register - t_load,
+                    "compute": t_done - t_register,
+                    "total": t_done - t,
+                    "cpu": time.process_time() - cpu,
+                }
+            )
         result = ours_long(cube)
     elif impl == "sql":
         import duckdb
@@ -481,8 +629,14 @@ def run_worker(impl: str, data: str, periods: str, repeat: int, out: Path) -> di
             wide, stages = sql_cube(con, periods)
             con.close()
             t_done = time.perf_counter()
-            runs.append({"load": 0.0, "compute": t_done - t, "total": t_done - t,
-                         "cpu": time.process_time() - cpu})
+            runs.append(
+                {
+                    "load": 0.0,
+                    "compute": t_done - t,
+                    "total": t_done - t,
+                    "cpu": time.process_time() - cpu,
+                }
+            )
         result = peer_long(wide, stages)
     elif impl == "pandas":
         imported = time.perf_counter() - t0
@@ -492,14 +646,25 @@ def run_worker(impl: str, data: str, periods: str, repeat: int, out: Path) -> di
             t_load = time.perf_counter()
             wide, stages = pandas_cube(tables, periods)
             t_done = time.perf_counter()
-            runs.append({"load": t_load - t, "compute": t_done - t_load, "total": t_done - t,
-                         "cpu": time.process_time() - cpu})
+            runs.append(
+                {
+                    "load": t_load - t,
+                    "compute": t_done - t_load,
+                    "total": t_done - t,
+                    "cpu": time.process_time() - cpu,
+                }
+            )
         result = peer_long(wide, stages)
     else:
         raise SystemExit(f"unknown implementation {impl!r}")
     result.to_parquet(out)
-    return {"impl": impl, "import": imported, "runs": runs, "peak_rss_mb": peak_rss_mb(),
-            "rows": len(result)}
+    return {
+        "impl": impl,
+        "import": imported,
+        "runs": runs,
+        "peak_rss_mb": peak_rss_mb(),
+        "rows": len(result),
+    }
 
 
 def run_rounds(sources: dict[str, str], months: int, repeat: int, timeout: float):
@@ -513,13 +678,30 @@ def run_rounds(sources: dict[str, str], months: int, repeat: int, timeout: float
             out = RESULTS / f"cube-{impl}.parquet"
             try:
                 done = subprocess.run(
-                    [sys.executable, __file__, "--worker", impl, "--data", data, "--out",
-                     str(out), "--months", str(months), "--repeat", "1"],
-                    capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+                    [
+                        sys.executable,
+                        __file__,
+                        "--worker",
+                        impl,
+                        "--data",
+                        data,
+                        "--out",
+                        str(out),
+                        "--months",
+                        str(months),
+                        "--repeat",
+                        "1",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    cwd=ROOT,
+                    timeout=timeout,
                 )
             except subprocess.TimeoutExpired:
-                print(f"round {round_}/{repeat} {impl}: stopped after {timeout:.0f} s; "
-                      "not run again", flush=True)
+                print(
+                    f"round {round_}/{repeat} {impl}: stopped after {timeout:.0f} s; not run again",
+                    flush=True,
+                )
                 results[impl]["timed_out"] = timeout
                 del sources[impl]
                 continue
@@ -529,14 +711,20 @@ def run_rounds(sources: dict[str, str], months: int, repeat: int, timeout: float
             run = json.loads(done.stdout.strip().splitlines()[-1])
             results[impl]["runs"] += run["runs"]
             results[impl]["peak_rss_mb"] = max(results[impl]["peak_rss_mb"], run["peak_rss_mb"])
-            print(f"round {round_}/{repeat} {impl}: {run['runs'][0]['total']:.2f} s, "
-                  f"peak {run['peak_rss_mb']:.0f} MB", flush=True)
+            print(
+                f"round {round_}/{repeat} {impl}: {run['runs'][0]['total']:.2f} s, "
+                f"peak {run['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
     frames = {}
     for impl in sources:
         results[impl]["median"] = median_phases(results[impl]["runs"])
         frames[impl] = pd.read_parquet(RESULTS / f"cube-{impl}.parquet")
-    return {impl: r for impl, r in results.items() if impl in sources}, frames, {
-        impl: r["timed_out"] for impl, r in results.items() if "timed_out" in r}
+    return (
+        {impl: r for impl, r in results.items() if impl in sources},
+        frames,
+        {impl: r["timed_out"] for impl, r in results.items() if "timed_out" in r},
+    )
 
 
 def postgres_server(work_mem: str = "4MB"):
@@ -547,8 +735,14 @@ def postgres_server(work_mem: str = "4MB"):
     return throwaway_postgres(work_mem=work_mem)
 
 
-_PG_TYPES = {"VARCHAR": "text", "TIMESTAMP": "timestamp", "BOOLEAN": "boolean",
-             "DOUBLE": "double precision", "BIGINT": "bigint", "INTEGER": "integer"}
+_PG_TYPES = {
+    "VARCHAR": "text",
+    "TIMESTAMP": "timestamp",
+    "BOOLEAN": "boolean",
+    "DOUBLE": "double precision",
+    "BIGINT": "bigint",
+    "INTEGER": "integer",
+}
 
 
 def copy_to_postgres(data: Path, url: str) -> None:
@@ -558,8 +752,10 @@ def copy_to_postgres(data: Path, url: str) -> None:
 
     from kpi_lib.schema import TABLES
 
-    with duckdb.connect(str(data), read_only=True) as src, \
-            psycopg.connect(url, autocommit=True) as pg:
+    with (
+        duckdb.connect(str(data), read_only=True) as src,
+        psycopg.connect(url, autocommit=True) as pg,
+    ):
         for (name,) in src.execute("SELECT table_name FROM information_schema.tables").fetchall():
             columns = src.execute(f'DESCRIBE "{name}"').fetchall()
             ddl = ", ".join(f'"{c[0]}" {_PG_TYPES[c[1]]}' for c in columns)
@@ -600,9 +796,16 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(mem_gb, 1),
-            "python": platform.python_version(), "duckdb": duckdb.__version__,
-            "ibis": ibis.__version__, "pandas": pd.__version__, "platform": platform.platform()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(mem_gb, 1),
+        "python": platform.python_version(),
+        "duckdb": duckdb.__version__,
+        "ibis": ibis.__version__,
+        "pandas": pd.__version__,
+        "platform": platform.platform(),
+    }
 
 
 def render_markdown(report: dict) -> str:
@@ -619,9 +822,11 @@ def render_markdown(report: dict) -> str:
         m = result["median"]
         load = m["load"] + m.get("register", 0.0)
         ratio = m["total"] / r["sql"]["median"]["total"]
-        lines.append(f"| {LABELS.get(impl, impl)} | {load:.2f} | {m['compute']:.2f} | "
-                     f"{m['total']:.2f} | {m['cpu']:.2f} | {ratio:.2f} | "
-                     f"{result['peak_rss_mb']:.0f} |")
+        lines.append(
+            f"| {LABELS.get(impl, impl)} | {load:.2f} | {m['compute']:.2f} | "
+            f"{m['total']:.2f} | {m['cpu']:.2f} | {ratio:.2f} | "
+            f"{result['peak_rss_mb']:.0f} |"
+        )
     g = report["goals"]
     o = r["ours"]["median"]
 
@@ -642,10 +847,18 @@ def render_markdown(report: dict) -> str:
         f"- ours peak memory: {g['ours_peak_mb']:.0f} MB "
         f"(goal < {GOAL_MEMORY_MB}: {status(g['memory_ok'])}).",
         *[f"- equivalence, {line}." for line in report["equivalence"]],
-        *[f"- {LABELS.get(impl, impl)}: stopped after {seconds:.0f} s without a result."
-          for impl, seconds in report["timed_out"].items()],
-        *([f"- PostgreSQL 15 server: work_mem {report['postgres_work_mem']}, tables copied in "
-           "with primary keys and ANALYZE."] if report["postgres_work_mem"] else []),
+        *[
+            f"- {LABELS.get(impl, impl)}: stopped after {seconds:.0f} s without a result."
+            for impl, seconds in report["timed_out"].items()
+        ],
+        *(
+            [
+                f"- PostgreSQL 15 server: work_mem {report['postgres_work_mem']}, tables copied in "
+                "with primary keys and ANALYZE."
+            ]
+            if report["postgres_work_mem"]
+            else []
+        ),
         "",
         f"Machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
         f"{report['machine']['memory_gb']} GB; Python {report['machine']['python']}, "
@@ -662,14 +875,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=10)
     parser.add_argument("--months", type=int, default=36)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--postgres", action="store_true",
-                        help="also time the cube pushed to PostgreSQL 15 (a temporary server)")
-    parser.add_argument("--pg-work-mem", default="4MB",
-                        help="PostgreSQL work_mem (default 4MB, the server's own default)")
-    parser.add_argument("--timeout", type=float, default=600,
-                        help="seconds one run may take before it is stopped and reported")
-    parser.add_argument("--only", choices=IMPLEMENTATIONS, nargs="+", default=list(IMPLEMENTATIONS),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="also time the cube pushed to PostgreSQL 15 (a temporary server)",
+    )
+    parser.add_argument(
+        "--pg-work-mem",
+        default="4MB",
+        help="PostgreSQL work_mem (default 4MB, the server's own default)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=600,
+        help="seconds one run may take before it is stopped and reported",
+    )
+    parser.add_argument(
+        "--only",
+        choices=IMPLEMENTATIONS,
+        nargs="+",
+        default=list(IMPLEMENTATIONS),
+        help=argparse.SUPPRESS,
+    )
     parser.add_argument("--worker", choices=(*IMPLEMENTATIONS, "ours_pg"), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -677,8 +905,7 @@ def main(argv: list[str] | None = None) -> int:
     periods = report_months(args.months)
 
     if args.worker:
-        print(json.dumps(run_worker(args.worker, args.data, periods, args.repeat,
-                                    Path(args.out))))
+        print(json.dumps(run_worker(args.worker, args.data, periods, args.repeat, Path(args.out))))
         return 0
 
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -706,11 +933,16 @@ def main(argv: list[str] | None = None) -> int:
     import duckdb
 
     with duckdb.connect(str(data), read_only=True) as con:
-        counts = {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]
-                  for t in ("reps", "opportunities", "leads", "activities", "revenue")}
+        counts = {
+            t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]
+            for t in ("reps", "opportunities", "leads", "activities", "revenue")
+        }
     ours, sql, pdn = (results[i]["median"] for i in ("ours", "sql", "pandas"))
     report = {
-        "scale": args.scale, "months": args.months, "periods": periods, "repeat": args.repeat,
+        "scale": args.scale,
+        "months": args.months,
+        "periods": periods,
+        "repeat": args.repeat,
         "as_of": AS_OF,
         "rows": ", ".join(f"{n:,} {t}" for t, n in counts.items()),
         "results": results,

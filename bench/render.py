@@ -60,8 +60,9 @@ def tree_rss(proc: psutil.Process) -> int:
 def run(command: list[str], **kwargs) -> dict:
     """Run a command; its wall time, exit code, output tail and peak tree RSS in MB."""
     started = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **kwargs)
+    proc = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
+    )
     peak = [0]
     done = threading.Event()
 
@@ -79,21 +80,35 @@ def run(command: list[str], **kwargs) -> dict:
     out, err = proc.communicate()
     done.set()
     sampler.join()
-    return {"seconds": time.perf_counter() - started, "returncode": proc.returncode,
-            "peak_mb": peak[0] / 2**20, "stderr": err[-2000:], "stdout": out[-2000:]}
+    return {
+        "seconds": time.perf_counter() - started,
+        "returncode": proc.returncode,
+        "peak_mb": peak[0] / 2**20,
+        "stderr": err[-2000:],
+        "stdout": out[-2000:],
+    }
 
 
 def machine() -> dict:
     model = ""
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines()
-                      if line.startswith("Model name")), "")
+        model = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in lscpu.splitlines()
+                if line.startswith("Model name")
+            ),
+            "",
+        )
     except OSError:
         pass
-    return {"cores": os.cpu_count(), "cpu": model or platform.processor(),
-            "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "python": platform.python_version()}
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model or platform.processor(),
+        "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+    }
 
 
 def load() -> float:
@@ -110,7 +125,9 @@ def manifest_stats(period_dir: Path) -> dict:
         if r.get("html_bytes"):
             by_role.setdefault(r["role"], []).append(r["html_bytes"])
     return {
-        "reports": len(reports), "ok": m["counts"]["ok"], "failed": m["counts"]["failed"],
+        "reports": len(reports),
+        "ok": m["counts"]["ok"],
+        "failed": m["counts"]["failed"],
         "reused": sum(bool(r.get("reused")) for r in reports),
         "batch_seconds_inside": m["seconds"],
         "per_report_median_s": statistics.median(seconds) if seconds else None,
@@ -122,8 +139,21 @@ def manifest_stats(period_dir: Path) -> dict:
 
 
 def ours(args, label: str, *flags: str) -> dict:
-    command = [PY, "-m", "kpi_lib", "render", "--period", args.period, "--source", args.source,
-               "--out", str(WORK / "ours"), "--as-of", args.as_of, *flags]
+    command = [
+        PY,
+        "-m",
+        "kpi_lib",
+        "render",
+        "--period",
+        args.period,
+        "--source",
+        args.source,
+        "--out",
+        str(WORK / "ours"),
+        "--as-of",
+        args.as_of,
+        *flags,
+    ]
     if args.jobs:
         command += ["--jobs", str(args.jobs)]
     before = load()
@@ -132,8 +162,13 @@ def ours(args, label: str, *flags: str) -> dict:
         raise SystemExit(f"{label} failed:\n{result['stderr']}")
     stats = manifest_stats(WORK / "ours" / args.period)
     stats.pop("plan")
-    return {"name": label, "wall_s": result["seconds"], "peak_mb": result["peak_mb"],
-            "load_before": before, **stats}
+    return {
+        "name": label,
+        "wall_s": result["seconds"],
+        "peak_mb": result["peak_mb"],
+        "load_before": before,
+        **stats,
+    }
 
 
 def naive(args, plan: list[tuple[str, str]]) -> dict:
@@ -152,23 +187,55 @@ def naive(args, plan: list[tuple[str, str]]) -> dict:
     for role, scope_id in picks:
         executed = out / f"{role}-{scope_id}.ipynb"
         started = time.perf_counter()
-        pm = run([str(Path(PY).with_name("papermill")), f"notebooks/{role}.ipynb", str(executed),
-                  "-p", "period", args.period, "-p", "scope_id", scope_id,
-                  "-p", "source", str((ROOT / args.source).resolve()),
-                  "-p", "batch_dir", str(data_dir),
-                  "-p", "targets", str((ROOT / "params/targets.yaml").resolve())])
-        nc = run([str(Path(PY).with_name("jupyter")), "nbconvert", "--to", "html", "--no-input",
-                  str(executed), "--output-dir", str(out)])
+        pm = run(
+            [
+                str(Path(PY).with_name("papermill")),
+                f"notebooks/{role}.ipynb",
+                str(executed),
+                "-p",
+                "period",
+                args.period,
+                "-p",
+                "scope_id",
+                scope_id,
+                "-p",
+                "source",
+                str((ROOT / args.source).resolve()),
+                "-p",
+                "batch_dir",
+                str(data_dir),
+                "-p",
+                "targets",
+                str((ROOT / "params/targets.yaml").resolve()),
+            ]
+        )
+        nc = run(
+            [
+                str(Path(PY).with_name("jupyter")),
+                "nbconvert",
+                "--to",
+                "html",
+                "--no-input",
+                str(executed),
+                "--output-dir",
+                str(out),
+            ]
+        )
         if pm["returncode"] or nc["returncode"]:
             raise SystemExit(f"naive {role}/{scope_id} failed:\n{pm['stderr']}\n{nc['stderr']}")
         times.append(time.perf_counter() - started)
         sizes.append(executed.with_suffix(".html").stat().st_size)
         peaks.append(max(pm["peak_mb"], nc["peak_mb"]))
-    return {"name": "naive", "subset": [f"{r}/{s}" for r, s in picks], "times_s": times,
-            "per_report_median_s": statistics.median(times),
-            "per_report_mean_s": statistics.mean(times),
-            "batch_extrapolated_s": statistics.mean(times) * len(plan),
-            "html_kb_median": statistics.median(sizes) / 1024, "peak_mb": max(peaks)}
+    return {
+        "name": "naive",
+        "subset": [f"{r}/{s}" for r, s in picks],
+        "times_s": times,
+        "per_report_median_s": statistics.median(times),
+        "per_report_mean_s": statistics.mean(times),
+        "batch_extrapolated_s": statistics.mean(times) * len(plan),
+        "html_kb_median": statistics.median(sizes) / 1024,
+        "peak_mb": max(peaks),
+    }
 
 
 def markdown(res: dict) -> str:
@@ -177,16 +244,42 @@ def markdown(res: dict) -> str:
     ratio = nv["batch_extrapolated_s"] / wm["wall_s"]
     per_report = wm["wall_s"] / n
     rows = [
-        ("naive loop (papermill CLI + nbconvert CLI, sequential)",
-         nv["per_report_median_s"], nv["batch_extrapolated_s"], 1.0, nv["html_kb_median"],
-         nv["peak_mb"], f"extrapolated from {len(nv['subset'])} reports"),
-        ("ours, `--fresh-kernels`", fr["per_report_median_s"], fr["wall_s"],
-         nv["batch_extrapolated_s"] / fr["wall_s"], fr["html_kb_median"], fr["peak_mb"],
-         f"{fr['jobs']} workers"),
-        ("ours, warm kernels", wm["per_report_median_s"], wm["wall_s"], ratio,
-         wm["html_kb_median"], wm["peak_mb"], f"{wm['jobs']} workers"),
-        ("ours, unchanged rerun", None, rr["wall_s"], nv["batch_extrapolated_s"] / rr["wall_s"],
-         rr["html_kb_median"], rr["peak_mb"], f"{rr['reused']} of {n} reused"),
+        (
+            "naive loop (papermill CLI + nbconvert CLI, sequential)",
+            nv["per_report_median_s"],
+            nv["batch_extrapolated_s"],
+            1.0,
+            nv["html_kb_median"],
+            nv["peak_mb"],
+            f"extrapolated from {len(nv['subset'])} reports",
+        ),
+        (
+            "ours, `--fresh-kernels`",
+            fr["per_report_median_s"],
+            fr["wall_s"],
+            nv["batch_extrapolated_s"] / fr["wall_s"],
+            fr["html_kb_median"],
+            fr["peak_mb"],
+            f"{fr['jobs']} workers",
+        ),
+        (
+            "ours, warm kernels",
+            wm["per_report_median_s"],
+            wm["wall_s"],
+            ratio,
+            wm["html_kb_median"],
+            wm["peak_mb"],
+            f"{wm['jobs']} workers",
+        ),
+        (
+            "ours, unchanged rerun",
+            None,
+            rr["wall_s"],
+            nv["batch_extrapolated_s"] / rr["wall_s"],
+            rr["html_kb_median"],
+            rr["peak_mb"],
+            f"{rr['reused']} of {n} reused",
+        ),
     ]
     lines = [
         f"Render benchmark: the demo month {res['period']} ({n} reports: "
@@ -199,8 +292,10 @@ def markdown(res: dict) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for name, per, wall, r, kb, mb, note in rows:
-        lines.append(f"| {name} | {'' if per is None else f'{per:.2f}'} | {wall:.1f} | "
-                     f"{r:.1f} | {kb:.0f} | {mb:.0f} | {note} |")
+        lines.append(
+            f"| {name} | {'' if per is None else f'{per:.2f}'} | {wall:.1f} | "
+            f"{r:.1f} | {kb:.0f} | {mb:.0f} | {note} |"
+        )
     lines += [
         "",
         "- Per report, median: the time one worker spends on one report (execute + export); "
@@ -214,13 +309,14 @@ def markdown(res: dict) -> str:
         f"- Unchanged rerun: {rr['wall_s']:.1f} s; goal < {GOALS['rerun_s']:.0f} s: "
         f"{'met' if rr['wall_s'] < GOALS['rerun_s'] else 'missed'}.",
         f"- Report HTML: median {wm['html_kb_median']:.0f} KB, largest {wm['html_kb_max']:.0f} KB "
-        "(by role: " + ", ".join(f"{k} {v:.0f} KB" for k, v in
-                                   wm["html_kb_median_by_role"].items())
+        "(by role: "
+        + ", ".join(f"{k} {v:.0f} KB" for k, v in wm["html_kb_median_by_role"].items())
         + f"); goal < {GOALS['html_kb']:.0f} KB: "
         f"{'met' if wm['html_kb_max'] < GOALS['html_kb'] else 'missed'}. The naive export "
         f"(nbconvert's default template, code hidden) is {nv['html_kb_median']:.0f} KB.",
         f"- Naive subset: {', '.join(nv['subset'])}; per report "
-        + ", ".join(f"{t:.1f}" for t in nv["times_s"]) + " s. It reads the same precomputed "
+        + ", ".join(f"{t:.1f}" for t in nv["times_s"])
+        + " s. It reads the same precomputed "
         "cube (`batch_dir`) as ours, so the ratio is the rendering machinery only.",
         "",
         f"Machine: {res['machine']['cpu']}, {res['machine']['cores']} cores, "
@@ -240,8 +336,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=None)
     args = parser.parse_args()
     if not (ROOT / args.source).exists():
-        subprocess.run([PY, "-m", "kpi_lib", "demo-data", "--out", args.source, "--end",
-                        args.period], cwd=ROOT, check=True)
+        subprocess.run(
+            [PY, "-m", "kpi_lib", "demo-data", "--out", args.source, "--end", args.period],
+            cwd=ROOT,
+            check=True,
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     res = {"period": args.period, "machine": machine(), "load_start": load()}
     jobs = args.jobs or os.cpu_count()

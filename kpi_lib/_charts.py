@@ -78,8 +78,15 @@ def theme_lighter(color: str, amount: float = 0.55) -> tuple[float, float, float
 
 def annotate_to_date(ax, x: float, y: float, text: str = TO_DATE) -> None:
     ax.annotate(
-        text, (x, y), ha="center", va="bottom", xytext=(0, 6), textcoords="offset points",
-        fontsize=8, fontstyle="italic", color=COLORS["muted"],
+        text,
+        (x, y),
+        ha="center",
+        va="bottom",
+        xytext=(0, 6),
+        textcoords="offset points",
+        fontsize=8,
+        fontstyle="italic",
+        color=COLORS["muted"],
     )
 
 
@@ -89,4 +96,3 @@ def new_figure(width: float = 7.4, height: float = 3.1):
     theme.apply_chart_theme()
     fig = Figure(figsize=(width, height))
     return fig, fig.add_subplot(1, 1, 1)
-

@@ -98,4 +98,3 @@ def stat_html(label: str, value: str) -> str:
 
 def count_text(value) -> str:
     return theme.NA if is_missing(value) else f"{float(value):,.0f}"
-

@@ -111,9 +111,10 @@ def clear_kpi_lib_caches() -> int:
         if module is None or not (name == "kpi_lib" or name.startswith("kpi_lib.")):
             continue
         for obj in list(vars(module).values()):
-            if callable(getattr(obj, "cache_clear", None)) and getattr(
-                obj, "__module__", None
-            ) == name:
+            if (
+                callable(getattr(obj, "cache_clear", None))
+                and getattr(obj, "__module__", None) == name
+            ):
                 obj.cache_clear()
                 cleared += 1
     return cleared
@@ -152,8 +153,11 @@ class WarmKernel:
         import nbformat
         from nbclient import NotebookClient
 
-        client = NotebookClient(nbformat.v4.new_notebook(), kernel_name=self.kernel_name,
-                                startup_timeout=int(self.startup_timeout))
+        client = NotebookClient(
+            nbformat.v4.new_notebook(),
+            kernel_name=self.kernel_name,
+            startup_timeout=int(self.startup_timeout),
+        )
         client.km = client.create_kernel_manager()
         client.start_new_kernel(cwd=cwd)
         client.start_new_kernel_client()
@@ -192,13 +196,17 @@ class WarmKernel:
             self.shutdown()
             self.start(cwd)
         try:
-            self._run(f"import kpi_lib._kernel_pool as _kp; _kp.reset_kernel({cwd!r})",
-                      timeout=RESET_TIMEOUT)
+            self._run(
+                f"import kpi_lib._kernel_pool as _kp; _kp.reset_kernel({cwd!r})",
+                timeout=RESET_TIMEOUT,
+            )
         except Exception:
             self.shutdown()
             self.start(cwd)
-            self._run(f"import kpi_lib._kernel_pool as _kp; _kp.reset_kernel({cwd!r})",
-                      timeout=RESET_TIMEOUT)
+            self._run(
+                f"import kpi_lib._kernel_pool as _kp; _kp.reset_kernel({cwd!r})",
+                timeout=RESET_TIMEOUT,
+            )
         self.reports += 1
 
     def _run(self, code: str, timeout: float) -> None:
@@ -212,7 +220,11 @@ class WarmKernel:
                 errors.append(f"{msg['content']['ename']}: {msg['content']['evalue']}")
 
         reply = run_sync(self.kc.execute_interactive)(
-            code, silent=True, store_history=False, timeout=timeout, output_hook=hook,
+            code,
+            silent=True,
+            store_history=False,
+            timeout=timeout,
+            output_hook=hook,
         )
         content = reply["content"]
         if content.get("status") != "ok":
@@ -251,15 +263,28 @@ def _engine():
         """papermill's nbclient engine on a kept-alive kernel (``warm_kernel=`` a WarmKernel)."""
 
         @classmethod
-        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False,
-                                     stdout_file=None, stderr_file=None, start_timeout=60,
-                                     execution_timeout=None, warm_kernel=None, **kwargs):
+        def execute_managed_notebook(
+            cls,
+            nb_man,
+            kernel_name,
+            log_output=False,
+            stdout_file=None,
+            stderr_file=None,
+            start_timeout=60,
+            execution_timeout=None,
+            warm_kernel=None,
+            **kwargs,
+        ):
             if warm_kernel is None or warm_kernel.kc is None:
                 raise ValueError("the kpi-warm engine needs warm_kernel=, a started WarmKernel")
             kwargs = remove_args(["input_path", "timeout", "startup_timeout"], **kwargs)
             final = merge_kwargs(
-                kwargs, timeout=execution_timeout, startup_timeout=start_timeout,
-                kernel_name=kernel_name, log_output=log_output, stdout_file=stdout_file,
+                kwargs,
+                timeout=execution_timeout,
+                startup_timeout=start_timeout,
+                kernel_name=kernel_name,
+                log_output=log_output,
+                stdout_file=stdout_file,
                 stderr_file=stderr_file,
             )
             from papermill.log import logger
@@ -273,8 +298,15 @@ def _engine():
     return papermill_engines.get_engine(ENGINE_NAME)
 
 
-def execute_report_warm(notebook: Path, output: Path, parameters: dict, *, timeout: float,
-                        kernel: str = "python3", cwd: Path | None = None) -> None:
+def execute_report_warm(
+    notebook: Path,
+    output: Path,
+    parameters: dict,
+    *,
+    timeout: float,
+    kernel: str = "python3",
+    cwd: Path | None = None,
+) -> None:
     """``kpi_lib.render.execute_report`` on this worker's warm kernel.
 
     Same contract: the whole notebook within ``timeout`` seconds; on failure the executed
@@ -296,10 +328,18 @@ def execute_report_warm(notebook: Path, output: Path, parameters: dict, *, timeo
 
     try:
         papermill.execute_notebook(
-            str(notebook), str(output), parameters=parameters, kernel_name=kernel,
-            engine_name=ENGINE_NAME, warm_kernel=warm, cwd=str(cwd) if cwd else None,
-            progress_bar=False, log_output=False, request_save_on_cell_execute=False,
-            start_timeout=min(60, remaining()), timeout_func=remaining,
+            str(notebook),
+            str(output),
+            parameters=parameters,
+            kernel_name=kernel,
+            engine_name=ENGINE_NAME,
+            warm_kernel=warm,
+            cwd=str(cwd) if cwd else None,
+            progress_bar=False,
+            log_output=False,
+            request_save_on_cell_execute=False,
+            start_timeout=min(60, remaining()),
+            timeout_func=remaining,
         )
     except PapermillExecutionError:
         raise  # an exception in a cell: the kernel is fine, the next reset cleans up

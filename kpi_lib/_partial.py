@@ -135,9 +135,11 @@ def partial_period(
         table = _read_cached(search, day)
         if table is None:
             table = mtd_comparison(source, day, targets=targets)
-        table = table.assign(scope_id=table["scope_id"].astype(str)).set_index(
-            ["scope", "scope_id", "kpi"]
-        ).sort_index()
+        table = (
+            table.assign(scope_id=table["scope_id"].astype(str))
+            .set_index(["scope", "scope_id", "kpi"])
+            .sort_index()
+        )
     return PartialPeriod(period, day, table)
 
 

@@ -38,8 +38,21 @@ import pandas as pd
 PACKAGE = Path(__file__).resolve().parent
 KEY_VERSION = "1"
 _CODE_SUFFIXES = {".py", ".j2", ".css", ".json", ".yaml", ".yml", ".tpl"}
-_TOOLS = ("papermill", "nbconvert", "nbclient", "nbformat", "ipykernel", "pandas", "numpy",
-          "matplotlib", "seaborn", "ibis-framework", "duckdb", "jinja2", "mistune")
+_TOOLS = (
+    "papermill",
+    "nbconvert",
+    "nbclient",
+    "nbformat",
+    "ipykernel",
+    "pandas",
+    "numpy",
+    "matplotlib",
+    "seaborn",
+    "ibis-framework",
+    "duckdb",
+    "jinja2",
+    "mistune",
+)
 
 
 def _sha(*parts) -> str:
@@ -81,7 +94,8 @@ def folder_digest(folder: Path) -> str:
         return ""
     stats = sorted(
         (p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
-        for p in folder.rglob("*") if p.is_file()
+        for p in folder.rglob("*")
+        if p.is_file()
     )
     return _sha(json.dumps(stats))
 
@@ -101,8 +115,10 @@ def _cube_slices(cube: pd.DataFrame) -> dict[tuple[str, str], str]:
     frame = pd.DataFrame({"scope": keys[0], "scope_id": keys[1], "h": rows})
     out = {}
     for (scope, scope_id), group in frame.groupby(["scope", "scope_id"], sort=True):
-        out[(scope, scope_id)] = _sha(",".join(map(str, cube.columns)),
-                                      pd.Series(group["h"]).sort_values().to_numpy().tobytes())
+        out[(scope, scope_id)] = _sha(
+            ",".join(map(str, cube.columns)),
+            pd.Series(group["h"]).sort_values().to_numpy().tobytes(),
+        )
     return out
 
 
@@ -118,7 +134,9 @@ def _detail_slices(src) -> dict[str, str]:
     for rep, mine in opps.groupby(owner, sort=True):
         parts = [_frame_digest(mine)]
         if history is not None:
-            parts.append(_frame_digest(history[history["opportunity_id"].isin(mine["opportunity_id"])]))
+            parts.append(
+                _frame_digest(history[history["opportunity_id"].isin(mine["opportunity_id"])])
+            )
         if accounts is not None and "account_id" in mine:
             parts.append(_frame_digest(accounts[accounts["account_id"].isin(mine["account_id"])]))
         out[str(rep)] = _sha(*parts)
@@ -145,15 +163,30 @@ def scope_digests(batch, src) -> dict[str, str]:
             *(cube.get(("rep", r), "") for r in ids),
         ]
 
-    out = {"company/all": _sha("company", getattr(src, "fingerprint", ""),
-                               _cube_digest_all(cube), _frame_digest(teams), _frame_digest(reps))}
+    out = {
+        "company/all": _sha(
+            "company",
+            getattr(src, "fingerprint", ""),
+            _cube_digest_all(cube),
+            _frame_digest(teams),
+            _frame_digest(reps),
+        )
+    }
     for team in teams["team_id"]:
         ids = members.get(team, [])
-        out[f"team/{team}"] = _sha("team", cube.get(("company", "all"), ""), *team_part(team),
-                                   *(details.get(r, "") for r in ids))
+        out[f"team/{team}"] = _sha(
+            "team",
+            cube.get(("company", "all"), ""),
+            *team_part(team),
+            *(details.get(r, "") for r in ids),
+        )
     for rep in reps.itertuples(index=False):
-        out[f"rep/{rep.rep_id}"] = _sha("rep", cube.get(("rep", rep.rep_id), ""),
-                                        *team_part(rep.team_id), details.get(rep.rep_id, ""))
+        out[f"rep/{rep.rep_id}"] = _sha(
+            "rep",
+            cube.get(("rep", rep.rep_id), ""),
+            *team_part(rep.team_id),
+            details.get(rep.rep_id, ""),
+        )
     return out
 
 
@@ -163,24 +196,45 @@ def _cube_digest_all(slices: dict) -> str:
 
 def batch_digest(batch, settings: dict, history: str) -> str:
     """What every report of the batch shows: findings, unavailable KPIs, as_of, settings."""
-    return _sha(KEY_VERSION, code_digest(), json.dumps(batch.findings, default=str),
-                json.dumps(batch.unavailable, sort_keys=True, default=str), batch.as_of,
-                batch.period.label, json.dumps(settings, sort_keys=True, default=str), history)
+    return _sha(
+        KEY_VERSION,
+        code_digest(),
+        json.dumps(batch.findings, default=str),
+        json.dumps(batch.unavailable, sort_keys=True, default=str),
+        batch.as_of,
+        batch.period.label,
+        json.dumps(settings, sort_keys=True, default=str),
+        history,
+    )
 
 
-def report_key(notebook: Path, parameters: dict, title: str, batch_part: str,
-               scope_part: str) -> str:
+def report_key(
+    notebook: Path, parameters: dict, title: str, batch_part: str, scope_part: str
+) -> str:
     """The key of one report: equal keys, equal page (but for the time it was generated)."""
-    return _sha(file_sha256(notebook), json.dumps(parameters, sort_keys=True, default=str),
-                title, batch_part, scope_part)[:32]
+    return _sha(
+        file_sha256(notebook),
+        json.dumps(parameters, sort_keys=True, default=str),
+        title,
+        batch_part,
+        scope_part,
+    )[:32]
 
 
-def inputs_key(fingerprint: str, source: str, period: str, as_of: str, targets: str | None,
-               settings: dict) -> str:
+def inputs_key(
+    fingerprint: str, source: str, period: str, as_of: str, targets: str | None, settings: dict
+) -> str:
     """When this equals the saved batch's, the saved cube is the one this batch would compute."""
-    return _sha(KEY_VERSION, code_digest(), fingerprint, source, period, as_of,
-                file_sha256(Path(targets)) if targets else "", json.dumps(settings, sort_keys=True,
-                                                                          default=str))
+    return _sha(
+        KEY_VERSION,
+        code_digest(),
+        fingerprint,
+        source,
+        period,
+        as_of,
+        file_sha256(Path(targets)) if targets else "",
+        json.dumps(settings, sort_keys=True, default=str),
+    )
 
 
 def previous_reports(manifest: Path) -> dict[tuple[str, str], dict]:

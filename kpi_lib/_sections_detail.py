@@ -137,8 +137,12 @@ class DetailSections:
         table = html_table(
             body,
             [
-                "Rep", "Revenue", self._attainment_header(), "Win rate (won/closed)",
-                "Deals won", "Activities",
+                "Rep",
+                "Revenue",
+                self._attainment_header(),
+                "Win rate (won/closed)",
+                "Deals won",
+                "Activities",
             ],
             numeric=[1, 3, 4, 5],
             total=total,
@@ -310,8 +314,11 @@ class DetailSections:
         if self.scope == "rep":
             return [self.scope_id]
         batch = getattr(self.ctx, "batch", None)
-        reps = batch.reps if batch is not None and hasattr(batch, "reps") else (
-            self.ctx.source.frame("reps"))
+        reps = (
+            batch.reps
+            if batch is not None and hasattr(batch, "reps")
+            else (self.ctx.source.frame("reps"))
+        )
         return list(reps.loc[reps["team_id"].astype(str) == self.scope_id, "rep_id"].astype(str))
 
     def _stages_kpis(self) -> set[str]:

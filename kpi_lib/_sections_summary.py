@@ -86,10 +86,7 @@ class SummarySections:
     def _revenue_to_date_sentence(self, who: str, rev: float) -> str:
         p = self.partial
         target = self.value("revenue", field="target")
-        text = (
-            f"{who} booked <b>{esc(self.fmt('revenue', rev))}</b> in "
-            f"{esc(self.period_phrase)}"
-        )
+        text = f"{who} booked <b>{esc(self.fmt('revenue', rev))}</b> in {esc(self.period_phrase)}"
         before = p.figure(self.scope, self.scope_id, "revenue", "previous_same_days")
         delta = theme.change(rev, before, "currency")
         if not is_missing(delta):
@@ -101,8 +98,7 @@ class SummarySections:
         projection = p.projection(self.scope, self.scope_id, "revenue")
         if not is_missing(projection):
             text += (
-                f"; on pace for <b>{esc(self.fmt('revenue', projection))}</b> "
-                f"by {esc(p.end_label)}"
+                f"; on pace for <b>{esc(self.fmt('revenue', projection))}</b> by {esc(p.end_label)}"
             )
             if not is_missing(target) and target:
                 text += (

@@ -44,8 +44,15 @@ class TrendSections:
                 projection = self.partial.projection(self.scope, self.scope_id, "revenue")
             if not is_missing(projection):
                 ax.bar(
-                    x[-1:], [projection], width=0.66, fill=False, edgecolor=COLORS["primary"],
-                    linestyle="--", linewidth=1.2, label="On pace for", zorder=1,
+                    x[-1:],
+                    [projection],
+                    width=0.66,
+                    fill=False,
+                    edgecolor=COLORS["primary"],
+                    linestyle="--",
+                    linewidth=1.2,
+                    label="On pace for",
+                    zorder=1,
                 )
         if not np.all(np.isnan(tgt)):
             ax.plot(
@@ -83,13 +90,10 @@ class TrendSections:
             else "Bookings per month (no revenue target set)."
         )
         if partial:
-            note += (
-                f" The hatched last bar is {esc(self.window.window)} only (to date)"
-                + (
-                    f"; the dashed outline is the run rate to {esc(self.window.end_label)}."
-                    if not is_missing(projection)
-                    else "."
-                )
+            note += f" The hatched last bar is {esc(self.window.window)} only (to date)" + (
+                f"; the dashed outline is the run rate to {esc(self.window.end_label)}."
+                if not is_missing(projection)
+                else "."
             )
         return self._block(
             card(
@@ -140,7 +144,11 @@ class TrendSections:
         ax.axhspan(0, 3, color=COLORS["bad"], alpha=0.06, zorder=0)
         ax.axhline(3, color=COLORS["target"], linestyle="--", linewidth=1.2, label="3x benchmark")
         plot_line(
-            ax, x, ratios, partial_last=self.window is not None, color=COLORS["primary"],
+            ax,
+            x,
+            ratios,
+            partial_last=self.window is not None,
+            color=COLORS["primary"],
             label="CLV : CAC",
         )
         ax.set_xticks(x[::3], period_ticks(labels)[::3])

@@ -246,4 +246,3 @@ def kpi_tile(
         f'<div class="kr-tile-value">{esc(format_value(value, meta.unit))}</div>'
         f"{''.join(lines)}{spark}</div>"
     )
-

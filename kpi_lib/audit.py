@@ -47,11 +47,19 @@ import pandas as pd
 from kpi_lib.errors import KpiKitError
 from kpi_lib.redact import redact
 
-__all__ = ["COMMON_WORDS", "Directory", "Finding", "html_text", "scan_batch", "scan_message",
-           "scan_report"]
+__all__ = [
+    "COMMON_WORDS",
+    "Directory",
+    "Finding",
+    "html_text",
+    "scan_batch",
+    "scan_message",
+    "scan_report",
+]
 
 MIN_WORD = 4
-COMMON_WORDS = frozenset("""
+COMMON_WORDS = frozenset(
+    """
 all company team teams rep reps sales total other others none unknown unassigned manager
 executive report reports revenue target targets pipeline deals deal won lost open closed
 enterprise market mid-market smb commercial direct channel partner partners inbound outbound
@@ -59,7 +67,8 @@ north south east west central region global americas emea apac latam europe asia
 america new customers customer accounts account leads lead stage stages demo call email
 meeting proposal discovery negotiation prospecting qualified qualification contract closing
 january february march april may june july august september october november december
-""".split())
+""".split()
+)
 """Single words that reports print on their own; a name that is one of them is not checked."""
 
 _WORD = re.compile(r"\w+")
@@ -147,12 +156,17 @@ class Directory:
     def from_batch(cls, batch, source=None) -> Directory:
         """The directory of a ``kpi_lib.batch.Batch``; accounts come from ``source`` (default:
         the batch's source), and are left out when it has no accounts table."""
-        teams = {str(t): _norm(n) for t, n in zip(batch.teams["team_id"],
-                                                  batch.teams["team_name"], strict=True)}
-        reps = {str(r): _norm(n) for r, n in zip(batch.reps["rep_id"], batch.reps["rep_name"],
-                                                 strict=True)}
-        team_of = {str(r): str(t) for r, t in zip(batch.reps["rep_id"], batch.reps["team_id"],
-                                                  strict=True)}
+        teams = {
+            str(t): _norm(n)
+            for t, n in zip(batch.teams["team_id"], batch.teams["team_name"], strict=True)
+        }
+        reps = {
+            str(r): _norm(n)
+            for r, n in zip(batch.reps["rep_id"], batch.reps["rep_name"], strict=True)
+        }
+        team_of = {
+            str(r): str(t) for r, t in zip(batch.reps["rep_id"], batch.reps["team_id"], strict=True)
+        }
         directory = cls(teams, reps, team_of)
         try:
             tables = _account_tables(source if source is not None else batch.source)
@@ -167,9 +181,12 @@ class Directory:
         (``account_id``, ``owner_rep_id``) that tie more reps to them."""
         if accounts is None or not len(accounts):
             return
-        for a, name, owner in zip(accounts["account_id"], accounts["account_name"],
-                                  accounts.get("owner_rep_id", pd.Series([None] * len(accounts))),
-                                  strict=True):
+        for a, name, owner in zip(
+            accounts["account_id"],
+            accounts["account_name"],
+            accounts.get("owner_rep_id", pd.Series([None] * len(accounts))),
+            strict=True,
+        ):
             if pd.isna(a) or pd.isna(name):
                 continue
             self.accounts[str(a)] = _norm(name)
@@ -199,8 +216,12 @@ class Directory:
         seen: set[tuple[str, str]] = set()
         for scope, scope_id in scopes:
             reps = self.reps_in(scope, scope_id)
-            teams = set(self.teams) if scope == "company" else {
-                self.team_of.get(r) for r in reps} | ({scope_id} if scope == "team" else set())
+            teams = (
+                set(self.teams)
+                if scope == "company"
+                else {self.team_of.get(r) for r in reps}
+                | ({scope_id} if scope == "team" else set())
+            )
             seen |= {("rep", r) for r in reps} | {("team", t) for t in teams if t}
             seen |= {("account", a) for a, owners in self.account_reps.items() if owners & reps}
             if scope == "company":
@@ -295,8 +316,10 @@ class Finding:
     context: str
 
     def __str__(self) -> str:
-        return (f"{self.path}: {self.kind} {self.name!r} ({self.entity_id}) is outside the scope "
-                f"of {self.audience}: ...{self.context}...")
+        return (
+            f"{self.path}: {self.kind} {self.name!r} ({self.entity_id}) is outside the scope "
+            f"of {self.audience}: ...{self.context}..."
+        )
 
 
 class Auditor:
@@ -312,13 +335,18 @@ class Auditor:
             allowed = self.directory.allowed(scopes)
             own = [e for e in self._all if (e.kind, e.entity_id) in allowed]
             own_texts = {_norm(t).casefold() for e in own for t in (e.name, e.entity_id)}
-            foreign = [e for e in self._all if (e.kind, e.entity_id) not in allowed
-                       and _norm(e.name).casefold() not in own_texts]
+            foreign = [
+                e
+                for e in self._all
+                if (e.kind, e.entity_id) not in allowed
+                and _norm(e.name).casefold() not in own_texts
+            ]
             self._cache[scopes] = (_needles(own), _needles(foreign))
         return self._cache[scopes]
 
-    def scan_text(self, text: str, scopes: Iterable[tuple[str, str]], *, path: str,
-                  audience: str) -> list[Finding]:
+    def scan_text(
+        self, text: str, scopes: Iterable[tuple[str, str]], *, path: str, audience: str
+    ) -> list[Finding]:
         """Foreign names in ``text`` for an audience of ``scopes`` (``(scope, scope_id)``)."""
         scopes = frozenset(scopes)
         if any(scope == "company" for scope, _ in scopes):
@@ -334,9 +362,16 @@ class Auditor:
             if key in reported:
                 continue
             reported.add(key)
-            findings.append(Finding(path, audience, needle.entity.kind, needle.entity.entity_id,
-                                    needle.entity.name,
-                                    text[max(0, start - 40):end + 40]))
+            findings.append(
+                Finding(
+                    path,
+                    audience,
+                    needle.entity.kind,
+                    needle.entity.entity_id,
+                    needle.entity.name,
+                    text[max(0, start - 40) : end + 40],
+                )
+            )
         return findings
 
 
@@ -348,8 +383,9 @@ class Auditor:
 def scan_report(auditor: Auditor, path: Path, scope: str, scope_id: str) -> list[Finding]:
     """Foreign names in one report page of scope ``(scope, scope_id)``."""
     text = html_text(Path(path).read_text(encoding="utf-8", errors="replace"))
-    return auditor.scan_text(text, [(scope, scope_id)], path=str(path),
-                             audience=f"{scope} {scope_id}")
+    return auditor.scan_text(
+        text, [(scope, scope_id)], path=str(path), audience=f"{scope} {scope_id}"
+    )
 
 
 def message_text(msg) -> str:
@@ -366,13 +402,23 @@ def message_text(msg) -> str:
     return "\n".join(parts)
 
 
-def scan_message(auditor: Auditor, msg: EmailMessage, scope_ids: Iterable[str], *,
-                 path: str = "", recipient: str = "") -> list[Finding]:
+def scan_message(
+    auditor: Auditor,
+    msg: EmailMessage,
+    scope_ids: Iterable[str],
+    *,
+    path: str = "",
+    recipient: str = "",
+) -> list[Finding]:
     """Foreign names in one digest for a recipient granted ``scope_ids``."""
     recipient = recipient or str(msg.get("To", ""))
     scopes = [auditor.directory.scope_of(s) for s in scope_ids]
-    return auditor.scan_text(message_text(msg), scopes, path=path or recipient,
-                             audience=f"recipient {recipient} ({' '.join(scope_ids)})")
+    return auditor.scan_text(
+        message_text(msg),
+        scopes,
+        path=path or recipient,
+        audience=f"recipient {recipient} ({' '.join(scope_ids)})",
+    )
 
 
 def _reports(period_dir: Path, batch) -> list[tuple[str, str, Path]]:
@@ -382,14 +428,22 @@ def _reports(period_dir: Path, batch) -> list[tuple[str, str, Path]]:
         rows = json.loads(manifest.read_text(encoding="utf-8")).get("reports", [])
         found = [(r["scope"], str(r["scope_id"]), period_dir / r["html"]) for r in rows]
     else:
-        found = [(s.scope, s.scope_id, period_dir / s.role / f"{s.scope_id}.html")
-                 for s in batch.scopes()]
+        found = [
+            (s.scope, s.scope_id, period_dir / s.role / f"{s.scope_id}.html")
+            for s in batch.scopes()
+        ]
     return [(scope, sid, path) for scope, sid, path in found if path.is_file()]
 
 
-def scan_batch(out_dir: str | Path, period: str, *, recipients: str | Path | None = None,
-               source=None, reports: Iterable[tuple[str, str, Path]] | None = None,
-               directory: Directory | None = None) -> list[Finding]:
+def scan_batch(
+    out_dir: str | Path,
+    period: str,
+    *,
+    recipients: str | Path | None = None,
+    source=None,
+    reports: Iterable[tuple[str, str, Path]] | None = None,
+    directory: Directory | None = None,
+) -> list[Finding]:
     """Every report and every ``.eml`` of ``<out_dir>/<period>/`` scanned for foreign names.
 
     Parameters
@@ -416,8 +470,7 @@ def scan_batch(out_dir: str | Path, period: str, *, recipients: str | Path | Non
     batch = Batch.load(period_dir / "_data")
     auditor = Auditor(directory or Directory.from_batch(batch, source))
     findings: list[Finding] = []
-    for scope, scope_id, path in (reports if reports is not None else
-                                  _reports(period_dir, batch)):
+    for scope, scope_id, path in reports if reports is not None else _reports(period_dir, batch):
         findings += scan_report(auditor, Path(path), scope, scope_id)
     grants: Mapping[str, tuple[str, ...]] = {}
     if recipients is not None:

@@ -106,10 +106,16 @@ class Batch:
             df.to_parquet(tmp, index=False)
             os.replace(tmp, folder / f"{name}.parquet")
         meta = {
-            "period": self.period.label, "unavailable": self.unavailable, "findings": self.findings,
-            "fingerprint": self.fingerprint, "source": self.source, "as_of": self.as_of,
-            "targets": self.targets, "code_version": self.code_version,
-            "generated_at": self.generated_at, "history_dir": self.history_dir,
+            "period": self.period.label,
+            "unavailable": self.unavailable,
+            "findings": self.findings,
+            "fingerprint": self.fingerprint,
+            "source": self.source,
+            "as_of": self.as_of,
+            "targets": self.targets,
+            "code_version": self.code_version,
+            "generated_at": self.generated_at,
+            "history_dir": self.history_dir,
         }
         tmp = folder / ".batch.json.tmp"
         tmp.write_text(json.dumps(meta, indent=2))
@@ -124,11 +130,23 @@ class Batch:
         cube = pd.read_parquet(folder / "cube.parquet")
         cube.attrs["unavailable"] = meta["unavailable"]
         return cls(
-            period=Period.parse(meta["period"]), cube=cube,
+            period=Period.parse(meta["period"]),
+            cube=cube,
             teams=pd.read_parquet(folder / "teams.parquet"),
             reps=pd.read_parquet(folder / "reps.parquet"),
-            **{k: meta[k] for k in ("unavailable", "findings", "fingerprint", "source", "as_of",
-                                    "targets", "code_version", "generated_at")},
+            **{
+                k: meta[k]
+                for k in (
+                    "unavailable",
+                    "findings",
+                    "fingerprint",
+                    "source",
+                    "as_of",
+                    "targets",
+                    "code_version",
+                    "generated_at",
+                )
+            },
             history_dir=meta.get("history_dir"),
         )
 
@@ -139,8 +157,12 @@ def code_version() -> str:
 
     try:
         described = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--tags"], cwd=PROJECT_ROOT,
-            capture_output=True, text=True, timeout=5, check=True,
+            ["git", "describe", "--always", "--dirty", "--tags"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
         return f"{__version__}+{described}" if described else __version__
     except (OSError, subprocess.SubprocessError):
@@ -188,12 +210,17 @@ def prepare_batch(
     )
     as_of_day = (parse_as_of(as_of) - pd.Timedelta(days=1)).date().isoformat()
     batch = Batch(
-        period=p, cube=cube,
+        period=p,
+        cube=cube,
         teams=src.frame("teams")[["team_id", "team_name", "region"]].copy(),
         reps=reps[["rep_id", "rep_name", "team_id", "is_active"]].reset_index(drop=True),
-        unavailable=cube.attrs.get("unavailable", {}), findings=cube.attrs.get("findings", []),
-        fingerprint=src.fingerprint, source=redact(str(source)), as_of=as_of_day,
-        targets=None if targets is None else str(targets), code_version=code_version(),
+        unavailable=cube.attrs.get("unavailable", {}),
+        findings=cube.attrs.get("findings", []),
+        fingerprint=src.fingerprint,
+        source=redact(str(source)),
+        as_of=as_of_day,
+        targets=None if targets is None else str(targets),
+        code_version=code_version(),
         history_dir=history,
     )
     if out_dir is not None:

@@ -40,7 +40,9 @@ def _kpis(args: argparse.Namespace) -> int:
 def _demo_data(args: argparse.Namespace) -> int:
     from kpi_lib.demo import write_demo_data
 
-    path = write_demo_data(args.out, end=args.end, seed=args.seed, scale=args.scale, fmt=args.format)
+    path = write_demo_data(
+        args.out, end=args.end, seed=args.seed, scale=args.scale, fmt=args.format
+    )
     print(f"wrote demo data to {path}", file=sys.stderr)
     return EXIT_OK
 
@@ -49,7 +51,11 @@ def _validate(args: argparse.Namespace) -> int:
     from kpi_lib.validate import validation_report
 
     report = validation_report(
-        args.source, args.preset, options=args.options, colmap=args.colmap, fx=args.fx,
+        args.source,
+        args.preset,
+        options=args.options,
+        colmap=args.colmap,
+        fx=args.fx,
         as_of=args.as_of,
     )
     print(report.text())
@@ -60,9 +66,15 @@ def _render(args: argparse.Namespace) -> int:
     from kpi_lib.render import render_batch
 
     result = render_batch(
-        period=args.period, source=args.source, out=args.out, jobs=args.jobs,
-        as_of=args.as_of, targets=args.targets, fresh_kernels=args.fresh_kernels,
-        force=args.force, history_dir=args.history,
+        period=args.period,
+        source=args.source,
+        out=args.out,
+        jobs=args.jobs,
+        as_of=args.as_of,
+        targets=args.targets,
+        fresh_kernels=args.fresh_kernels,
+        force=args.force,
+        history_dir=args.history,
     )
     print(result.summary(), file=sys.stderr)
     return EXIT_FAILED if result.failed else EXIT_OK
@@ -72,8 +84,14 @@ def _snapshot(args: argparse.Namespace) -> int:
     from kpi_lib.history import history_coverage, take_snapshot
 
     result = take_snapshot(
-        args.source, args.history, today=args.today, preset=args.preset, options=args.options,
-        colmap=args.colmap, fx=args.fx, always=args.always,
+        args.source,
+        args.history,
+        today=args.today,
+        preset=args.preset,
+        options=args.options,
+        colmap=args.colmap,
+        fx=args.fx,
+        always=args.always,
     )
     print(result.summary(), file=sys.stderr)
     print(history_coverage(args.history).text(), file=sys.stderr)
@@ -86,13 +104,17 @@ def _source(args: argparse.Namespace):
         return args.source
     from kpi_lib.sources import load_source
 
-    return load_source(args.source, args.preset, options=args.options, colmap=args.colmap,
-                       fx=args.fx)
+    return load_source(
+        args.source, args.preset, options=args.options, colmap=args.colmap, fx=args.fx
+    )
 
 
 def _source_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", choices=["salesforce", "hubspot"],
-                   help="read a folder of CRM exports (see docs/data-sources.md)")
+    p.add_argument(
+        "--preset",
+        choices=["salesforce", "hubspot"],
+        help="read a folder of CRM exports (see docs/data-sources.md)",
+    )
     p.add_argument("--options", help="preset options YAML (stage map, qualified leads, teams)")
     p.add_argument("--colmap", help="column map YAML from your files onto the canonical tables")
     p.add_argument("--fx", help="FX table (CSV currency,rate or YAML) for mixed currencies")
@@ -115,23 +137,36 @@ def _smtp_from_args(args: argparse.Namespace):
 
     if not args.smtp_host:
         return None
-    security = "ssl" if args.ssl else "starttls" if args.starttls else (
-        os.environ.get("KPI_SMTP_SECURITY") or "none")
+    security = (
+        "ssl"
+        if args.ssl
+        else "starttls"
+        if args.starttls
+        else (os.environ.get("KPI_SMTP_SECURITY") or "none")
+    )
     return smtp_settings(args.smtp_host, args.smtp_port, security, args.smtp_user)
 
 
 def _retry_from_args(args: argparse.Namespace):
     from kpi_lib.send import RetryPolicy
 
-    return RetryPolicy(attempts=args.retries, base_delay=args.retry_delay,
-                       max_delay=max(args.retry_delay, args.retry_max_delay))
+    return RetryPolicy(
+        attempts=args.retries,
+        base_delay=args.retry_delay,
+        max_delay=max(args.retry_delay, args.retry_max_delay),
+    )
 
 
 def _send(args: argparse.Namespace) -> int:
     from kpi_lib.send import send_batch
 
-    result = send_batch(args.period, out=args.out, recipients=args.recipients,
-                        smtp=_smtp_from_args(args), retry=_retry_from_args(args))
+    result = send_batch(
+        args.period,
+        out=args.out,
+        recipients=args.recipients,
+        smtp=_smtp_from_args(args),
+        retry=_retry_from_args(args),
+    )
     print(result.summary(), file=sys.stderr)
     return EXIT_FAILED if result.failed else EXIT_OK
 
@@ -145,9 +180,16 @@ def _scheduled(args: argparse.Namespace, kind: str) -> int:
     try:
         with schedule.run_lock(args.out, f"{kind} {plan.period.label}"):
             result = schedule.run(
-                plan, source=args.source, out=args.out, send=send, recipients=args.recipients,
-                smtp=_smtp_from_args(args) if send else None, retry=_retry_from_args(args),
-                jobs=args.jobs, targets=args.targets, matrix=args.matrix,
+                plan,
+                source=args.source,
+                out=args.out,
+                send=send,
+                recipients=args.recipients,
+                smtp=_smtp_from_args(args) if send else None,
+                retry=_retry_from_args(args),
+                jobs=args.jobs,
+                targets=args.targets,
+                matrix=args.matrix,
                 rerender=args.rerender,
             )
     except schedule.RunLocked as exc:
@@ -168,19 +210,33 @@ def _add_delivery_options(p: argparse.ArgumentParser) -> None:
     env = os.environ.get
     p.add_argument("--out", default="reports", help="the reports folder (default: reports)")
     p.add_argument("--recipients", default="params/recipients.yaml")
-    p.add_argument("--smtp-host", default=env("KPI_SMTP_HOST"),
-                   help="send through this server (default $KPI_SMTP_HOST; none: .eml files "
-                   "in <out>/<period>/outbox/)")
-    p.add_argument("--smtp-port", type=int, default=env("KPI_SMTP_PORT"),
-                   help="default: 465 with --ssl, 587 with --starttls, else 25")
+    p.add_argument(
+        "--smtp-host",
+        default=env("KPI_SMTP_HOST"),
+        help="send through this server (default $KPI_SMTP_HOST; none: .eml files "
+        "in <out>/<period>/outbox/)",
+    )
+    p.add_argument(
+        "--smtp-port",
+        type=int,
+        default=env("KPI_SMTP_PORT"),
+        help="default: 465 with --ssl, 587 with --starttls, else 25",
+    )
     security = p.add_mutually_exclusive_group()
     security.add_argument("--starttls", action="store_true", help="upgrade with STARTTLS")
     security.add_argument("--ssl", action="store_true", help="connect with TLS (SMTPS)")
-    p.add_argument("--smtp-user", default=env("KPI_SMTP_USER"),
-                   help="login user; the password only from $KPI_SMTP_PASSWORD")
+    p.add_argument(
+        "--smtp-user",
+        default=env("KPI_SMTP_USER"),
+        help="login user; the password only from $KPI_SMTP_PASSWORD",
+    )
     p.add_argument("--retries", type=int, default=4, help="attempts per message (default 4)")
-    p.add_argument("--retry-delay", type=float, default=2.0,
-                   help="seconds before the first retry, doubling each time (default 2)")
+    p.add_argument(
+        "--retry-delay",
+        type=float,
+        default=2.0,
+        help="seconds before the first retry, doubling each time (default 2)",
+    )
     p.add_argument("--retry-max-delay", type=float, default=60.0)
 
 
@@ -190,8 +246,11 @@ def _add_schedule_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=int, default=None, help="parallel reports (default: cores)")
     p.add_argument("--targets", default="params/targets.yaml")
     p.add_argument("--matrix", default="params/reports.yaml", help="the report matrix")
-    p.add_argument("--rerender", action="store_true",
-                   help="render even if a complete batch with data as recent exists")
+    p.add_argument(
+        "--rerender",
+        action="store_true",
+        help="render even if a complete batch with data as recent exists",
+    )
     _add_delivery_options(p)
 
 
@@ -202,8 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     p = sub.add_parser("kpis", help="compute the KPI cube as CSV")
-    p.add_argument("--source", required=True,
-                   help="folder of CSV/Parquet tables, a DuckDB file, a source YAML or a SQL URL")
+    p.add_argument(
+        "--source",
+        required=True,
+        help="folder of CSV/Parquet tables, a DuckDB file, a source YAML or a SQL URL",
+    )
     p.add_argument("--period", required=True, help="YYYY-MM, YYYY-Qn, YYYY or a range A:B")
     _source_options(p)
     p.add_argument("--as-of", help="report date YYYY-MM-DD (default: today)")
@@ -215,41 +277,63 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="data/demo.duckdb", help="a .duckdb file or a folder")
     p.add_argument("--end", help="last month of history, YYYY-MM (default: last complete month)")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--scale", type=float, default=1.0, help="multiply volumes (10: ~1M+ activities)")
+    p.add_argument(
+        "--scale", type=float, default=1.0, help="multiply volumes (10: ~1M+ activities)"
+    )
     p.add_argument("--format", choices=["duckdb", "csv", "parquet"], help="default: from --out")
     p.set_defaults(run=_demo_data)
 
     p = sub.add_parser("validate", help="check a source and print a data-quality report")
     p.add_argument("--source", required=True)
-    p.add_argument("--as-of", help="report date YYYY-MM-DD: later dates are findings (default: today)")
+    p.add_argument(
+        "--as-of", help="report date YYYY-MM-DD: later dates are findings (default: today)"
+    )
     _source_options(p)
     p.set_defaults(run=_validate)
 
     p = sub.add_parser("snapshot", help="store today's snapshot of the opportunities (history)")
     p.add_argument("--source", required=True)
     _source_options(p)
-    p.add_argument("--history", default="history",
-                   help="history folder (default: history); files opportunities/<date>.parquet")
+    p.add_argument(
+        "--history",
+        default="history",
+        help="history folder (default: history); files opportunities/<date>.parquet",
+    )
     p.add_argument("--today", help="the snapshot's date YYYY-MM-DD (default $KPI_TODAY or today)")
-    p.add_argument("--always", action="store_true",
-                   help="snapshot even a source that has its own stage history")
+    p.add_argument(
+        "--always",
+        action="store_true",
+        help="snapshot even a source that has its own stage history",
+    )
     p.set_defaults(run=_snapshot)
 
     p = sub.add_parser("render", help="render the batch of reports for a period")
     p.add_argument("--period", default=None, help="default: last complete month")
-    p.add_argument("--source", default="data/demo.duckdb",
-                   help="as for kpis; for exports, a source YAML naming path and preset")
+    p.add_argument(
+        "--source",
+        default="data/demo.duckdb",
+        help="as for kpis; for exports, a source YAML naming path and preset",
+    )
     p.add_argument("--out", default="reports")
     p.add_argument("--jobs", type=int, default=None, help="parallel reports (default: cores)")
     p.add_argument("--as-of", help="report date YYYY-MM-DD (default: today)")
     p.add_argument("--targets", default="params/targets.yaml")
-    p.add_argument("--fresh-kernels", action="store_true",
-                   help="a fresh kernel per report (slower; for debugging the warm pool)")
-    p.add_argument("--history", default=None,
-                   help="snapshot folder: store today's snapshot and derive stage history "
-                        "for a source without it (see `snapshot`)")
-    p.add_argument("--force", action="store_true",
-                   help="render every report, even those unchanged since the last render")
+    p.add_argument(
+        "--fresh-kernels",
+        action="store_true",
+        help="a fresh kernel per report (slower; for debugging the warm pool)",
+    )
+    p.add_argument(
+        "--history",
+        default=None,
+        help="snapshot folder: store today's snapshot and derive stage history "
+        "for a source without it (see `snapshot`)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="render every report, even those unchanged since the last render",
+    )
     p.set_defaults(run=_render)
 
     p = sub.add_parser("send", help="email (or write as .eml) the digests of a rendered batch")
@@ -287,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug, not bad input: say so in one line, traceback on request
         if os.environ.get("KPI_DEBUG"):
             raise
-        print(f"internal error ({type(exc).__name__}): {redact(exc)}\n"
-              "set KPI_DEBUG=1 for the traceback and please report it", file=sys.stderr)
+        print(
+            f"internal error ({type(exc).__name__}): {redact(exc)}\n"
+            "set KPI_DEBUG=1 for the traceback and please report it",
+            file=sys.stderr,
+        )
         return EXIT_FAILED

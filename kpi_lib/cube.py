@@ -29,7 +29,11 @@ DEFAULT_SETTINGS = "params/kpis.yaml"
 _BUILTIN_SETTINGS = {
     "gross_margin": 1.0,
     "stage_probabilities": {
-        "Prospecting": 0.1, "Discovery": 0.2, "Demo": 0.4, "Proposal": 0.6, "Negotiation": 0.8,
+        "Prospecting": 0.1,
+        "Discovery": 0.2,
+        "Demo": 0.4,
+        "Proposal": 0.6,
+        "Negotiation": 0.8,
     },
 }
 
@@ -50,7 +54,9 @@ def load_settings(settings: str | Path | dict | None = DEFAULT_SETTINGS) -> dict
             raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
     unknown = set(settings) - set(_BUILTIN_SETTINGS)
     if unknown:
-        raise ParamsError(f"KPI settings: unknown key(s) {sorted(unknown)}; known: {list(_BUILTIN_SETTINGS)}")
+        raise ParamsError(
+            f"KPI settings: unknown key(s) {sorted(unknown)}; known: {list(_BUILTIN_SETTINGS)}"
+        )
     merged = {**_BUILTIN_SETTINGS, **settings}
     margin = merged["gross_margin"]
     if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 < margin <= 1:
@@ -119,7 +125,9 @@ def compute_cube(
     order = stage_order(src)
     measures = compute_measures(src, window, probabilities, order)
     grid = _rollup(src, measures, window_periods)
-    values, unavailable, target_series = _evaluate(src, grid, window_periods, target_set, config, order)
+    values, unavailable, target_series = _evaluate(
+        src, grid, window_periods, target_set, config, order
+    )
     cube = _assemble(values, target_series, wanted, unavailable)
     cube.attrs["unavailable"] = unavailable
     cube.attrs["findings"] = [str(f) for f in src.findings] + notes
@@ -138,7 +146,9 @@ def _check_target_scopes(targets: Targets, src: Source, strict: bool) -> list[st
     if unknown and strict:
         raise ParamsError(f"{targets.origin}: overrides name unknown scope_id(s) {unknown}")
     if unknown:
-        return [f"{targets.origin}: overrides for scope_id(s) {unknown} match no team or rep; ignored"]
+        return [
+            f"{targets.origin}: overrides for scope_id(s) {unknown} match no team or rep; ignored"
+        ]
     return []
 
 
@@ -146,10 +156,12 @@ def scope_rows(src: Source) -> pd.DataFrame:
     """One row per scope: ``scope, scope_id`` for the company, every team and every rep."""
     teams = src.frame("teams")["team_id"].astype(str)
     reps = src.frame("reps")["rep_id"].astype(str)
-    return pd.DataFrame({
-        "scope": ["company"] + ["team"] * len(teams) + ["rep"] * len(reps),
-        "scope_id": ["all", *teams, *reps],
-    })
+    return pd.DataFrame(
+        {
+            "scope": ["company"] + ["team"] * len(teams) + ["rep"] * len(reps),
+            "scope_id": ["all", *teams, *reps],
+        }
+    )
 
 
 def _rollup(src: Source, measures: pd.DataFrame, periods: list[Period]) -> pd.DataFrame:
@@ -160,23 +172,37 @@ def _rollup(src: Source, measures: pd.DataFrame, periods: list[Period]) -> pd.Da
     keys = ["period_start", "measure"]
     parts = [
         m.groupby(keys, as_index=False)["value"].sum().assign(scope="company", scope_id="all"),
-        m.dropna(subset=["team_id"]).groupby(["team_id", *keys], as_index=False)["value"].sum()
-        .rename(columns={"team_id": "scope_id"}).assign(scope="team"),
-        m.dropna(subset=["rep_id"]).groupby(["rep_id", *keys], as_index=False)["value"].sum()
-        .rename(columns={"rep_id": "scope_id"}).assign(scope="rep"),
+        m.dropna(subset=["team_id"])
+        .groupby(["team_id", *keys], as_index=False)["value"]
+        .sum()
+        .rename(columns={"team_id": "scope_id"})
+        .assign(scope="team"),
+        m.dropna(subset=["rep_id"])
+        .groupby(["rep_id", *keys], as_index=False)["value"]
+        .sum()
+        .rename(columns={"rep_id": "scope_id"})
+        .assign(scope="rep"),
     ]
     long = pd.concat(parts, ignore_index=True)
     long["scope_id"] = long["scope_id"].astype(str)
-    wide = long.pivot_table(index=["scope", "scope_id", "period_start"], columns="measure",
-                            values="value", aggfunc="sum")
+    wide = long.pivot_table(
+        index=["scope", "scope_id", "period_start"],
+        columns="measure",
+        values="value",
+        aggfunc="sum",
+    )
     scopes = scope_rows(src)
     full = pd.MultiIndex.from_tuples(
         [(s, i, p.start) for s, i in scopes.itertuples(index=False) for p in periods],
         names=["scope", "scope_id", "period_start"],
     )
-    wide.index = wide.index.set_levels(
-        pd.to_datetime(wide.index.levels[2]).astype("datetime64[ns]"), level=2
-    ) if len(wide) else wide.index
+    wide.index = (
+        wide.index.set_levels(
+            pd.to_datetime(wide.index.levels[2]).astype("datetime64[ns]"), level=2
+        )
+        if len(wide)
+        else wide.index
+    )
     full = full.set_levels(pd.to_datetime(full.levels[2]).astype("datetime64[ns]"), level=2)
     return wide.reindex(full).fillna(0.0)
 
@@ -196,7 +222,11 @@ def _missing_inputs(src: Source, kpi: Kpi) -> list[str]:
 
 
 def _evaluate(
-    src: Source, grid: pd.DataFrame, periods: list[Period], targets: Targets, config: dict,
+    src: Source,
+    grid: pd.DataFrame,
+    periods: list[Period],
+    targets: Targets,
+    config: dict,
     stage_order: list[str],
 ):
     """Every KPI's value, numerator and denominator over the grid, and the unavailable ones."""
@@ -227,7 +257,9 @@ def _evaluate(
 
     stages = {c.split(":", 1)[1] for c in grid.columns if c.startswith("stage_exits:")}
     order = [s for s in stage_order if s in stages] + sorted(stages - set(stage_order))
-    kpis: list[tuple[str, Kpi, Count | Ratio | Derived]] = [(k.name, k, k.expr) for k in HIDDEN.values()]
+    kpis: list[tuple[str, Kpi, Count | Ratio | Derived]] = [
+        (k.name, k, k.expr) for k in HIDDEN.values()
+    ]
     for k in REGISTRY.values():
         if k.per_stage:
             kpis += [(f"{k.name}:{s}", k, _for_stage(k.expr, s)) for s in order]
@@ -252,7 +284,8 @@ def _evaluate(
         else:
             result = expr.fn(get)
         scopes = [
-            s for s in kpi.scopes
+            s
+            for s in kpi.scopes
             if not any(_missing(src, need) for need in kpi.scope_inputs.get(s, ()))
         ]
         in_scope = index.get_level_values("scope").isin(scopes)
@@ -284,7 +317,9 @@ def stage_order(src: Source, stages: Sequence[str] | None = None) -> list[str]:
     return ordered + sorted(set(stages or []) - set(ordered))
 
 
-def _assemble(values, target_series: dict[str, pd.Series], wanted: list[Period], unavailable) -> pd.DataFrame:
+def _assemble(
+    values, target_series: dict[str, pd.Series], wanted: list[Period], unavailable
+) -> pd.DataFrame:
     index = next(iter(values.values()))[0].index
     keep = index.get_level_values("period_start").isin([p.start for p in wanted])
     frames = []
@@ -294,10 +329,20 @@ def _assemble(values, target_series: dict[str, pd.Series], wanted: list[Period],
         target = pd.Series(np.nan, index=index)
         if name in target_series and name not in unavailable:
             target = target_series[name]
-        frames.append(pd.DataFrame({
-            "kpi": name, "value": value, "numerator": num, "denominator": den, "target": target,
-            "_row": np.arange(len(index)), "_kpi": len(frames),
-        }, index=index)[keep])
+        frames.append(
+            pd.DataFrame(
+                {
+                    "kpi": name,
+                    "value": value,
+                    "numerator": num,
+                    "denominator": den,
+                    "target": target,
+                    "_row": np.arange(len(index)),
+                    "_kpi": len(frames),
+                },
+                index=index,
+            )[keep]
+        )
     cube = pd.concat(frames).reset_index()
     labels = {p.start: p.label for p in wanted}
     cube["period"] = cube.pop("period_start").map(pd.Series(labels))

@@ -34,8 +34,15 @@ WARMUP_MONTHS = 6  # simulated before the history so the first months have deals
 REPS_PER_TEAM = 6
 FORMATS = ("duckdb", "csv", "parquet")
 
-STAGES = ("Prospecting", "Discovery", "Demo", "Proposal", "Negotiation", "Closed Won",
-          "Closed Lost")
+STAGES = (
+    "Prospecting",
+    "Discovery",
+    "Demo",
+    "Proposal",
+    "Negotiation",
+    "Closed Won",
+    "Closed Lost",
+)
 OPEN_STAGES = 5
 LEAD_SOURCES = ("inbound", "outbound", "referral", "event", "partner")
 ACTIVITY_TYPES = ("call", "email", "meeting", "demo", "other")
@@ -85,10 +92,36 @@ class Segment:
 
 
 SEGMENTS = (
-    Segment("Enterprise", 11, 80_000, 0.5, 24_000, 70, 0.21, 0.009, 0.05, 26, 21_000, 420,
-            (0.25, 0.35, 0.12, 0.15, 0.13)),
-    Segment("Mid-Market", 26, 19_000, 0.45, 5_500, 34, 0.23, 0.018, 0.03, 55, 14_000, 170,
-            (0.45, 0.25, 0.10, 0.10, 0.10)),
+    Segment(
+        "Enterprise",
+        11,
+        80_000,
+        0.5,
+        24_000,
+        70,
+        0.21,
+        0.009,
+        0.05,
+        26,
+        21_000,
+        420,
+        (0.25, 0.35, 0.12, 0.15, 0.13),
+    ),
+    Segment(
+        "Mid-Market",
+        26,
+        19_000,
+        0.45,
+        5_500,
+        34,
+        0.23,
+        0.018,
+        0.03,
+        55,
+        14_000,
+        170,
+        (0.45, 0.25, 0.10, 0.10, 0.10),
+    ),
 )
 REGIONS = (  # team_id prefix, region name, demand relative to EMEA, legal suffixes
     ("na", "North America", 1.2, (" Inc.", " LLC", " Corp.", "", "")),
@@ -97,40 +130,254 @@ REGIONS = (  # team_id prefix, region name, demand relative to EMEA, legal suffi
 )
 
 FIRST_NAMES = (
-    "Amira", "Ben", "Chloe", "Daniel", "Elena", "Farid", "Grace", "Hiroshi", "Isabel", "Jamal",
-    "Katarzyna", "Liam", "Maya", "Nikhil", "Olivia", "Pedro", "Priya", "Quentin", "Rosa", "Samuel",
-    "Sofia", "Tariq", "Uma", "Victor", "Wei", "Ximena", "Yusuf", "Zoe", "Aiko", "Bruno", "Carmen",
-    "Dmitri", "Emeka", "Fatima", "Gabriel", "Hannah", "Ingrid", "Javier", "Kwame", "Leila",
-    "Marcus", "Nadia", "Oscar", "Paula", "Rahul", "Sarah", "Tomas", "Valentina", "William",
-    "Yara", "Ahmed", "Beatriz", "Chen", "Diana", "Ethan", "Freya", "Hamza", "Ivy", "Jonas",
-    "Keiko", "Lucas", "Mei", "Noah", "Omar", "Lena", "Ravi", "Siobhan", "Thabo", "Anika", "Mateo",
+    "Amira",
+    "Ben",
+    "Chloe",
+    "Daniel",
+    "Elena",
+    "Farid",
+    "Grace",
+    "Hiroshi",
+    "Isabel",
+    "Jamal",
+    "Katarzyna",
+    "Liam",
+    "Maya",
+    "Nikhil",
+    "Olivia",
+    "Pedro",
+    "Priya",
+    "Quentin",
+    "Rosa",
+    "Samuel",
+    "Sofia",
+    "Tariq",
+    "Uma",
+    "Victor",
+    "Wei",
+    "Ximena",
+    "Yusuf",
+    "Zoe",
+    "Aiko",
+    "Bruno",
+    "Carmen",
+    "Dmitri",
+    "Emeka",
+    "Fatima",
+    "Gabriel",
+    "Hannah",
+    "Ingrid",
+    "Javier",
+    "Kwame",
+    "Leila",
+    "Marcus",
+    "Nadia",
+    "Oscar",
+    "Paula",
+    "Rahul",
+    "Sarah",
+    "Tomas",
+    "Valentina",
+    "William",
+    "Yara",
+    "Ahmed",
+    "Beatriz",
+    "Chen",
+    "Diana",
+    "Ethan",
+    "Freya",
+    "Hamza",
+    "Ivy",
+    "Jonas",
+    "Keiko",
+    "Lucas",
+    "Mei",
+    "Noah",
+    "Omar",
+    "Lena",
+    "Ravi",
+    "Siobhan",
+    "Thabo",
+    "Anika",
+    "Mateo",
 )
 LAST_NAMES = (
-    "Haddad", "Okafor", "Nguyen", "Schmidt", "Rossi", "Tanaka", "Kowalski", "Garcia", "Patel",
-    "Johansson", "Dubois", "Kim", "Mensah", "O'Brien", "Silva", "Ivanova", "Cohen", "Murphy",
-    "Fernandez", "Chen", "Ali", "Novak", "Singh", "Andersen", "Moreau", "Yamamoto", "Brown",
-    "Costa", "Hassan", "Jensen", "Kaur", "Lopez", "Müller", "Nakamura", "Osei", "Park", "Reyes",
-    "Sato", "Tremblay", "Walker", "Zhang", "Bianchi", "Diallo", "Eriksson", "Fischer", "Gupta",
-    "Horvat", "Ibrahim", "Khan", "Lindqvist", "Mahlaba", "Nowak", "Ortiz", "Petrov", "Quinn",
-    "Rahman", "Suzuki", "Taylor", "Vargas", "Wright", "Yilmaz", "Abebe", "Bauer", "Castillo",
-    "Das", "Evans", "Fontaine", "Greco", "Hughes", "Iyer",
+    "Haddad",
+    "Okafor",
+    "Nguyen",
+    "Schmidt",
+    "Rossi",
+    "Tanaka",
+    "Kowalski",
+    "Garcia",
+    "Patel",
+    "Johansson",
+    "Dubois",
+    "Kim",
+    "Mensah",
+    "O'Brien",
+    "Silva",
+    "Ivanova",
+    "Cohen",
+    "Murphy",
+    "Fernandez",
+    "Chen",
+    "Ali",
+    "Novak",
+    "Singh",
+    "Andersen",
+    "Moreau",
+    "Yamamoto",
+    "Brown",
+    "Costa",
+    "Hassan",
+    "Jensen",
+    "Kaur",
+    "Lopez",
+    "Müller",
+    "Nakamura",
+    "Osei",
+    "Park",
+    "Reyes",
+    "Sato",
+    "Tremblay",
+    "Walker",
+    "Zhang",
+    "Bianchi",
+    "Diallo",
+    "Eriksson",
+    "Fischer",
+    "Gupta",
+    "Horvat",
+    "Ibrahim",
+    "Khan",
+    "Lindqvist",
+    "Mahlaba",
+    "Nowak",
+    "Ortiz",
+    "Petrov",
+    "Quinn",
+    "Rahman",
+    "Suzuki",
+    "Taylor",
+    "Vargas",
+    "Wright",
+    "Yilmaz",
+    "Abebe",
+    "Bauer",
+    "Castillo",
+    "Das",
+    "Evans",
+    "Fontaine",
+    "Greco",
+    "Hughes",
+    "Iyer",
 )
 NAME_PREFIXES = (
-    "Blue", "North", "Silver", "Bright", "Iron", "Clear", "Red", "Green", "Summit", "River",
-    "Stone", "Sky", "Oak", "Pine", "Cedar", "Harbor", "Maple", "Granite", "Swift", "True",
-    "Golden", "Lake", "Wind", "Star", "Sun", "Ever", "Fair", "High", "Wild", "Bay",
+    "Blue",
+    "North",
+    "Silver",
+    "Bright",
+    "Iron",
+    "Clear",
+    "Red",
+    "Green",
+    "Summit",
+    "River",
+    "Stone",
+    "Sky",
+    "Oak",
+    "Pine",
+    "Cedar",
+    "Harbor",
+    "Maple",
+    "Granite",
+    "Swift",
+    "True",
+    "Golden",
+    "Lake",
+    "Wind",
+    "Star",
+    "Sun",
+    "Ever",
+    "Fair",
+    "High",
+    "Wild",
+    "Bay",
 )
 NAME_ROOTS = (
-    "peak", "field", "gate", "bridge", "point", "stone", "wave", "line", "path", "well",
-    "brook", "ridge", "view", "crest", "forge", "light", "works", "port", "haven", "mark",
-    "wood", "leaf", "spring", "vale", "rock", "side", "shore", "dale", "grove", "land",
+    "peak",
+    "field",
+    "gate",
+    "bridge",
+    "point",
+    "stone",
+    "wave",
+    "line",
+    "path",
+    "well",
+    "brook",
+    "ridge",
+    "view",
+    "crest",
+    "forge",
+    "light",
+    "works",
+    "port",
+    "haven",
+    "mark",
+    "wood",
+    "leaf",
+    "spring",
+    "vale",
+    "rock",
+    "side",
+    "shore",
+    "dale",
+    "grove",
+    "land",
 )
 INDUSTRIES = (
-    "Logistics", "Analytics", "Health", "Foods", "Energy", "Robotics", "Software", "Systems",
-    "Labs", "Capital", "Insurance", "Retail", "Media", "Manufacturing", "Biotech", "Networks",
-    "Solutions", "Learning", "Mobility", "Materials", "Pharma", "Telecom", "Security", "Travel",
-    "Holdings", "Outdoor", "Apparel", "Consulting", "Engineering", "Payments", "Realty", "Marine",
-    "Aerospace", "Dynamics", "Partners", "Studios", "Technologies", "Group", "Markets", "Clinics",
+    "Logistics",
+    "Analytics",
+    "Health",
+    "Foods",
+    "Energy",
+    "Robotics",
+    "Software",
+    "Systems",
+    "Labs",
+    "Capital",
+    "Insurance",
+    "Retail",
+    "Media",
+    "Manufacturing",
+    "Biotech",
+    "Networks",
+    "Solutions",
+    "Learning",
+    "Mobility",
+    "Materials",
+    "Pharma",
+    "Telecom",
+    "Security",
+    "Travel",
+    "Holdings",
+    "Outdoor",
+    "Apparel",
+    "Consulting",
+    "Engineering",
+    "Payments",
+    "Realty",
+    "Marine",
+    "Aerospace",
+    "Dynamics",
+    "Partners",
+    "Studios",
+    "Technologies",
+    "Group",
+    "Markets",
+    "Clinics",
 )
 
 
@@ -368,10 +615,16 @@ def _business_instants(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray)
     lo, hi = np.where(known, lo, 0.0), np.where(known, hi, DAY)
     lo_midnight, hi_midnight = np.floor(lo / DAY) * DAY, np.floor(hi / DAY) * DAY
     # move lo forward into business hours and hi back into them
-    lo = np.where(lo - lo_midnight >= OPENS_AT + OPEN_HOURS, lo_midnight + DAY + OPENS_AT,
-                  np.maximum(lo, lo_midnight + OPENS_AT))
-    hi = np.where(hi - hi_midnight <= OPENS_AT, hi_midnight - DAY + OPENS_AT + OPEN_HOURS,
-                  np.minimum(hi, hi_midnight + OPENS_AT + OPEN_HOURS))
+    lo = np.where(
+        lo - lo_midnight >= OPENS_AT + OPEN_HOURS,
+        lo_midnight + DAY + OPENS_AT,
+        np.maximum(lo, lo_midnight + OPENS_AT),
+    )
+    hi = np.where(
+        hi - hi_midnight <= OPENS_AT,
+        hi_midnight - DAY + OPENS_AT + OPEN_HOURS,
+        np.minimum(hi, hi_midnight + OPENS_AT + OPEN_HOURS),
+    )
     first = np.busday_offset(_days(lo), 0, roll="forward")
     last = np.busday_offset(_days(hi), 0, roll="backward")
     span = np.busday_count(first, last)
@@ -441,7 +694,8 @@ def _make_org(rng: np.random.Generator, clock: _Clock, scale: float) -> _Org:
         for s, short in enumerate(("ent", "mm"))
     ]
     team_ids, team_names, team_regions, team_segment, team_demand, team_legal = (
-        list(column) for column in zip(*teams, strict=True))
+        list(column) for column in zip(*teams, strict=True)
+    )
 
     per_team = max(1, round(REPS_PER_TEAM * scale))
     n = len(team_ids) * per_team
@@ -461,8 +715,8 @@ def _make_org(rng: np.random.Generator, clock: _Clock, scale: float) -> _Org:
     n_hires, n_leavers = round(0.25 * n), max(1, round(0.08 * n))
     n_team_leads = max(1, round(n / 18))
     hires = order[:n_hires]
-    leavers = order[n_hires:n_hires + n_leavers]
-    team_leads = order[n_hires + n_leavers:n_hires + n_leavers + n_team_leads]
+    leavers = order[n_hires : n_hires + n_leavers]
+    team_leads = order[n_hires + n_leavers : n_hires + n_leavers + n_team_leads]
 
     start = np.floor(clock.start / DAY - rng.uniform(90, 2200, n)) * DAY
     hire_lo, hire_hi = clock.start + 30 * DAY, clock.horizon - 90 * DAY
@@ -474,8 +728,21 @@ def _make_org(rng: np.random.Generator, clock: _Clock, scale: float) -> _Org:
     quota = np.ones(n, dtype=bool)
     quota[team_leads] = False
 
-    return _Org(team_ids, team_names, team_regions, np.array(team_segment), np.array(team_demand),
-                team_legal, rep_team, names, emails, start, end, quota, skill)
+    return _Org(
+        team_ids,
+        team_names,
+        team_regions,
+        np.array(team_segment),
+        np.array(team_demand),
+        team_legal,
+        rep_team,
+        names,
+        emails,
+        start,
+        end,
+        quota,
+        skill,
+    )
 
 
 def _spread(rng: np.random.Generator, lo: float, hi: float, n: int) -> np.ndarray:
@@ -521,9 +788,13 @@ def _make_leads(rng: np.random.Generator, clock: _Clock, org: _Org) -> pd.DataFr
     month = np.tile(months, len(reps))
     mid = _month_start(month) + 15 * DAY
     segment = org.rep_segment[rep]
-    rate = (org.seg("leads_per_rep_month", segment) * org.team_demand[org.rep_team[rep]]
-            * DEMAND_GROWTH ** clock.years_since_start(mid) * LEAD_SEASON[month % 12]
-            * org.rep_skill[rep] ** 0.3)
+    rate = (
+        org.seg("leads_per_rep_month", segment)
+        * org.team_demand[org.rep_team[rep]]
+        * DEMAND_GROWTH ** clock.years_since_start(mid)
+        * LEAD_SEASON[month % 12]
+        * org.rep_skill[rep] ** 0.3
+    )
     count = rng.poisson(rate)
     rep, month = np.repeat(rep, count), np.repeat(month, count)
     n = len(rep)
@@ -547,8 +818,15 @@ def _make_leads(rng: np.random.Generator, clock: _Clock, org: _Org) -> pd.DataFr
     stop = np.minimum(org.rep_stop[rep], clock.horizon)
     qualified = np.where(qualified < stop, qualified, np.nan)
     converted = np.where((converted < stop) & np.isfinite(qualified), converted, np.nan)
-    return pd.DataFrame({"rep": rep, "created": created, "source": source,
-                         "qualified": qualified, "converted": converted})
+    return pd.DataFrame(
+        {
+            "rep": rep,
+            "created": created,
+            "source": source,
+            "qualified": qualified,
+            "converted": converted,
+        }
+    )
 
 
 def _make_new_business(
@@ -565,10 +843,18 @@ def _make_new_business(
     created = lead["converted"].to_numpy()
     segment = org.rep_segment[rep]
     skill = org.rep_skill[rep]
-    win = (org.seg("win_rate", segment) * skill ** 0.7 * SOURCE_WIN[lead["source"].to_numpy()]
-           * (0.6 + 0.4 * _ramp(created - org.rep_start[rep])))
-    amount = (org.seg("deal_median", segment) * rng.lognormal(0.0, org.seg("deal_sigma", segment))
-              * skill ** 0.2 * PRICE_GROWTH ** clock.years_since_start(created))
+    win = (
+        org.seg("win_rate", segment)
+        * skill**0.7
+        * SOURCE_WIN[lead["source"].to_numpy()]
+        * (0.6 + 0.4 * _ramp(created - org.rep_start[rep]))
+    )
+    amount = (
+        org.seg("deal_median", segment)
+        * rng.lognormal(0.0, org.seg("deal_sigma", segment))
+        * skill**0.2
+        * PRICE_GROWTH ** clock.years_since_start(created)
+    )
     amount = np.maximum(1000, np.round(amount, -2))
     cycle = org.seg("cycle_median_days", segment)
     deals = _lifecycle(rng, clock, org, rep, created, win, cycle, (23, 120), stuck=0.015)
@@ -636,8 +922,9 @@ def _lifecycle(
         moved = created + (close - created) * share[:, stage - 1]
         on_duty = _business_instants(rng, moved, np.minimum(moved + 2 * DAY, close))
         anytime = _business_instants(rng, created, close)  # for deals that move within hours
-        entered[:, stage] = np.where(np.isfinite(on_duty), on_duty,
-                                     np.where(np.isfinite(anytime), anytime, np.ceil(moved)))
+        entered[:, stage] = np.where(
+            np.isfinite(on_duty), on_duty, np.where(np.isfinite(anytime), anytime, np.ceil(moved))
+        )
     entered[:, :OPEN_STAGES] = np.maximum.accumulate(entered[:, :OPEN_STAGES], axis=1)
     entered[:, :OPEN_STAGES][np.arange(OPEN_STAGES)[None, :] > last[:, None]] = NEVER
     entered[:, OPEN_STAGES] = np.where(is_stuck, NEVER, close)
@@ -646,13 +933,23 @@ def _lifecycle(
     entered[entered >= cutoff[:, None]] = NEVER
     reached = np.isfinite(entered)
     is_closed = reached[:, OPEN_STAGES]
-    stage = np.where(is_closed, np.where(won, 5, 6),
-                     OPEN_STAGES - 1 - np.argmax(reached[:, OPEN_STAGES - 1::-1], axis=1))
-    frame = pd.DataFrame({"rep": rep, "created": created, "is_closed": is_closed,
-                          "is_won": is_closed & won, "stage": stage,
-                          "closed": np.where(is_closed, close, np.nan),
-                          "activity_until": np.minimum(close, cutoff),
-                          "amount_draw": rng.random(n)})
+    stage = np.where(
+        is_closed,
+        np.where(won, 5, 6),
+        OPEN_STAGES - 1 - np.argmax(reached[:, OPEN_STAGES - 1 :: -1], axis=1),
+    )
+    frame = pd.DataFrame(
+        {
+            "rep": rep,
+            "created": created,
+            "is_closed": is_closed,
+            "is_won": is_closed & won,
+            "stage": stage,
+            "closed": np.where(is_closed, close, np.nan),
+            "activity_until": np.minimum(close, cutoff),
+            "amount_draw": rng.random(n),
+        }
+    )
     for s in range(OPEN_STAGES + 1):
         frame[f"entered_{s}"] = entered[:, s]
     return frame
@@ -690,19 +987,26 @@ def _make_accounts(
     n_legacy = len(owner)
     earliest = np.maximum(org.rep_start[owner], clock.start - 1500 * DAY)
     legacy_created = _business_instants(rng, earliest, np.full(n_legacy, clock.start - 30 * DAY))
-    legacy_mrr = np.round(0.85 * org.seg("deal_median", segment)
-                          * rng.lognormal(0.0, org.seg("deal_sigma", segment)) / 12, 2)
+    legacy_mrr = np.round(
+        0.85
+        * org.seg("deal_median", segment)
+        * rng.lognormal(0.0, org.seg("deal_sigma", segment))
+        / 12,
+        2,
+    )
     first_month = _month_of(np.array([clock.start]))[0]
 
     won = deals["is_won"].to_numpy()
     deals_first = np.where(won, _month_of(deals["closed"].to_numpy()) + 1, np.iinfo(np.int32).max)
-    accounts = pd.DataFrame({
-        "owner": np.concatenate([owner, deals["rep"].to_numpy()]),
-        "segment": np.concatenate([segment, deals["segment"].to_numpy()]),
-        "created": np.concatenate([legacy_created, deals["created"].to_numpy()]),
-        "mrr": np.concatenate([legacy_mrr, np.round(deals["amount"].to_numpy() / 12, 2)]),
-        "first_month": np.concatenate([np.full(n_legacy, first_month), deals_first]),
-    })
+    accounts = pd.DataFrame(
+        {
+            "owner": np.concatenate([owner, deals["rep"].to_numpy()]),
+            "segment": np.concatenate([segment, deals["segment"].to_numpy()]),
+            "created": np.concatenate([legacy_created, deals["created"].to_numpy()]),
+            "mrr": np.concatenate([legacy_mrr, np.round(deals["amount"].to_numpy() / 12, 2)]),
+            "first_month": np.concatenate([np.full(n_legacy, first_month), deals_first]),
+        }
+    )
     churn = org.seg("monthly_churn", accounts["segment"].to_numpy())
     accounts["last_month"] = accounts["first_month"] + rng.geometric(churn) - 1
     deals["account"] = np.arange(n_legacy, len(accounts))
@@ -720,11 +1024,18 @@ def _company_names(rng: np.random.Generator, org: _Org, owner: np.ndarray) -> np
     root = np.array(NAME_ROOTS)[(base // len(INDUSTRIES)) % len(NAME_ROOTS)]
     industry = np.array(INDUSTRIES)[base % len(INDUSTRIES)]
     # style 0: "Bluepeak Logistics"; style 1: "Blue Peak Logistics"
-    joint = np.where(styled == 0, np.char.add(prefix, root),
-                     np.char.add(np.char.add(prefix, " "), np.char.capitalize(root)))
+    joint = np.where(
+        styled == 0,
+        np.char.add(prefix, root),
+        np.char.add(np.char.add(prefix, " "), np.char.capitalize(root)),
+    )
     legal_choice = rng.random(n)
-    legal = np.array([org.team_legal[t][int(u * len(org.team_legal[t]))]
-                      for t, u in zip(org.rep_team[owner], legal_choice, strict=True)])
+    legal = np.array(
+        [
+            org.team_legal[t][int(u * len(org.team_legal[t]))]
+            for t, u in zip(org.rep_team[owner], legal_choice, strict=True)
+        ]
+    )
     return np.char.add(np.char.add(np.char.add(joint, " "), industry), legal)
 
 
@@ -749,10 +1060,20 @@ def _make_expansions(
     n = len(account)
     segment = accounts["segment"].to_numpy()[account]
     win = 0.4 * org.rep_skill[owner] ** 0.5
-    deals = _lifecycle(rng, clock, org, owner, created, win,
-                       org.seg("cycle_median_days", segment) * 0.6, (13, 90), stuck=0.01)
-    deals["amount"] = np.maximum(500, np.round(
-        _lognormal(rng, org.seg("expansion_median", segment), 0.5, n), -2))
+    deals = _lifecycle(
+        rng,
+        clock,
+        org,
+        owner,
+        created,
+        win,
+        org.seg("cycle_median_days", segment) * 0.6,
+        (13, 90),
+        stuck=0.01,
+    )
+    deals["amount"] = np.maximum(
+        500, np.round(_lognormal(rng, org.seg("expansion_median", segment), 0.5, n), -2)
+    )
     deals["lead"] = -1
     deals["account"] = account
     deals["segment"] = segment
@@ -764,12 +1085,20 @@ def _make_revenue(clock: _Clock, accounts: pd.DataFrame, expansions: pd.DataFram
     history = clock.months()
     end_month = history[-1]
     last = np.minimum(accounts["last_month"].to_numpy(), end_month)
-    base = _monthly(accounts.index.to_numpy(), accounts["first_month"].to_numpy(), last,
-                    accounts["mrr"].to_numpy())
+    base = _monthly(
+        accounts.index.to_numpy(),
+        accounts["first_month"].to_numpy(),
+        last,
+        accounts["mrr"].to_numpy(),
+    )
     won = expansions[expansions["is_won"]]
     account = won["account"].to_numpy()
-    upsell = _monthly(account, _month_of(won["closed"].to_numpy()) + 1, last[account],
-                      np.round(won["amount"].to_numpy() / 12, 2))
+    upsell = _monthly(
+        account,
+        _month_of(won["closed"].to_numpy()) + 1,
+        last[account],
+        np.round(won["amount"].to_numpy() / 12, 2),
+    )
     rows = pd.concat([base, upsell], ignore_index=True)
     rows = rows.groupby(["account", "month"], as_index=False, sort=True)["amount"].sum()
     return rows[rows["month"] >= history[0]].reset_index(drop=True)
@@ -779,8 +1108,9 @@ def _monthly(account: np.ndarray, first: np.ndarray, last: np.ndarray, amount: n
     months = np.maximum(last - first + 1, 0)
     rows = np.repeat(np.arange(len(account)), months)
     offset = np.arange(len(rows)) - np.repeat(np.cumsum(months) - months, months)
-    return pd.DataFrame({"account": account[rows], "month": first[rows] + offset,
-                         "amount": amount[rows]})
+    return pd.DataFrame(
+        {"account": account[rows], "month": first[rows] + offset, "amount": amount[rows]}
+    )
 
 
 def _concat(*frames: pd.DataFrame) -> pd.DataFrame:
@@ -804,16 +1134,22 @@ def _make_activities(
     until = np.where(np.isfinite(qualified), qualified, created + 21 * DAY)
     count = 1 + rng.poisson(0.6, len(leads))
     idx = np.repeat(np.arange(len(leads)), count)
-    parts.append(_activity_part(rng, leads["rep"].to_numpy()[idx], created[idx], until[idx],
-                                "lead", lead=idx))
+    parts.append(
+        _activity_part(
+            rng, leads["rep"].to_numpy()[idx], created[idx], until[idx], "lead", lead=idx
+        )
+    )
 
     # deal work: roughly one touch every five days while the deal is alive
     created = deals["created"].to_numpy()
     until = deals["activity_until"].to_numpy()
     count = 1 + rng.poisson(np.maximum(until - created, 0) / DAY * 0.2)
     idx = np.repeat(np.arange(len(deals)), count)
-    parts.append(_activity_part(rng, deals["rep"].to_numpy()[idx], created[idx], until[idx],
-                                "deal", deal=idx))
+    parts.append(
+        _activity_part(
+            rng, deals["rep"].to_numpy()[idx], created[idx], until[idx], "deal", deal=idx
+        )
+    )
 
     # prospecting (and coaching for team leads), every working day
     days = np.arange(np.floor(clock.start / DAY), np.floor(clock.horizon / DAY)).astype(np.int64)
@@ -825,8 +1161,13 @@ def _make_activities(
     rep, day = rep[active], day[active]
     moy, dom = _month_of_year(day), _day_of_month(day)
     holiday = np.where((moy == 11) & (dom >= 22), 0.3, 1.0)
-    rate = (np.where(org.rep_quota[rep], 2.2, 5.0) * LEAD_SEASON[moy] * holiday
-            * org.rep_skill[rep] ** 0.5 * _ramp(day - org.rep_start[rep]))
+    rate = (
+        np.where(org.rep_quota[rep], 2.2, 5.0)
+        * LEAD_SEASON[moy]
+        * holiday
+        * org.rep_skill[rep] ** 0.5
+        * _ramp(day - org.rep_start[rep])
+    )
     count = rng.poisson(rate)
     rep, day = np.repeat(rep, count), np.repeat(day, count)
     for quota, kind in ((True, "prospecting"), (False, "leadership")):
@@ -844,13 +1185,15 @@ def _activity_part(rng, rep, lo, hi, kind, lead=None, deal=None) -> pd.DataFrame
     n = len(rep)
     mix = ACTIVITY_MIX[kind]
     kind_idx = np.minimum((rng.random(n)[:, None] > np.cumsum(mix)).sum(axis=1), len(mix) - 1)
-    return pd.DataFrame({
-        "rep": rep,
-        "at": _business_instants(rng, lo, hi),
-        "type": kind_idx,
-        "lead": np.full(n, -1) if lead is None else lead,
-        "deal": np.full(n, -1) if deal is None else deal,
-    })
+    return pd.DataFrame(
+        {
+            "rep": rep,
+            "at": _business_instants(rng, lo, hi),
+            "type": kind_idx,
+            "lead": np.full(n, -1) if lead is None else lead,
+            "deal": np.full(n, -1) if deal is None else deal,
+        }
+    )
 
 
 def _make_spend(rng: np.random.Generator, clock: _Clock, org: _Org, leads: pd.DataFrame):
@@ -860,8 +1203,9 @@ def _make_spend(rng: np.random.Generator, clock: _Clock, org: _Org, leads: pd.Da
     n_teams, n_months = len(org.team_ids), len(months)
 
     # sales: loaded cost of each rep for the share of the month they were employed
-    overlap = (np.minimum(org.rep_stop[:, None], month_stop[None, :])
-               - np.maximum(org.rep_start[:, None], month_start[None, :]))
+    overlap = np.minimum(org.rep_stop[:, None], month_stop[None, :]) - np.maximum(
+        org.rep_start[:, None], month_start[None, :]
+    )
     share = np.clip(overlap / (month_stop - month_start)[None, :], 0, 1)
     cost = org.seg("rep_cost_per_month", org.rep_segment)[:, None] * share
     sales = np.zeros((n_teams, n_months))
@@ -876,21 +1220,25 @@ def _make_spend(rng: np.random.Generator, clock: _Clock, org: _Org, leads: pd.Da
     np.add.at(lead_count, (lead_team, lead_month), 1)
     per_lead = org.seg("cost_per_lead", org.team_segment)[:, None]
     reps_per_team = np.bincount(org.rep_team, minlength=n_teams)[:, None]
-    marketing = (lead_count * per_lead + 700 * reps_per_team) * rng.lognormal(0, 0.1,
-                                                                               sales.shape)
+    marketing = (lead_count * per_lead + 700 * reps_per_team) * rng.lognormal(0, 0.1, sales.shape)
 
     # brand: company level, growing with the company and heavier around events
     growth = DEMAND_GROWTH ** clock.years_since_start(month_start)
-    brand = (3_500 * len(org.rep_team) * growth * BRAND_SEASON[months % 12]
-             * rng.lognormal(0, 0.08, n_months))
+    brand = (
+        3_500
+        * len(org.rep_team)
+        * growth
+        * BRAND_SEASON[months % 12]
+        * rng.lognormal(0, 0.08, n_months)
+    )
 
     team = np.repeat(np.arange(n_teams), n_months)
     month = np.tile(months, n_teams)
     frames = [
-        pd.DataFrame({"team": team, "month": month, "category": "sales",
-                      "amount": sales.ravel()}),
-        pd.DataFrame({"team": team, "month": month, "category": "marketing",
-                      "amount": marketing.ravel()}),
+        pd.DataFrame({"team": team, "month": month, "category": "sales", "amount": sales.ravel()}),
+        pd.DataFrame(
+            {"team": team, "month": month, "category": "marketing", "amount": marketing.ravel()}
+        ),
         pd.DataFrame({"team": -1, "month": months, "category": "marketing", "amount": brand}),
     ]
     spend = pd.concat(frames, ignore_index=True)
@@ -932,9 +1280,14 @@ def _assemble(org, leads, deals, accounts, revenue, activities, spend) -> dict[s
             name = np.full(len(hit), STAGES[s], dtype=object)
         history.append(pd.DataFrame({"deal": hit, "stage": name, "at": at[hit], "step": s}))
     history = pd.concat(history, ignore_index=True)
-    history["order"] = np.argsort(np.argsort(deals["created"].to_numpy(), kind="stable"),
-                                  kind="stable")[history["deal"].to_numpy()]
+    history["order"] = np.argsort(
+        np.argsort(deals["created"].to_numpy(), kind="stable"), kind="stable"
+    )[history["deal"].to_numpy()]
     history = history.sort_values(["order", "step"], kind="stable")
+    # A deal that moves through stages within the same instant skipped them: like a CRM, record
+    # only the stage it landed in (no entries tied at one timestamp).
+    skipped = history["at"].to_numpy() == history.groupby("deal")["at"].shift(-1).to_numpy()
+    history = history[~skipped]
 
     lead_deal = leads["deal"].to_numpy()
     deal_lead = deals["lead"].to_numpy()
@@ -957,15 +1310,18 @@ def _assemble(org, leads, deals, accounts, revenue, activities, spend) -> dict[s
             "end_at": org.rep_end,
             "is_quota_carrying": org.rep_quota,
         },
-        "leads": _reorder({
-            "lead_id": lead_ids,
-            "owner_rep_id": rep_ids[leads["rep"].to_numpy()],
-            "created_at": leads["created"].to_numpy(),
-            "source": np.array(LEAD_SOURCES, dtype=object)[leads["source"].to_numpy()],
-            "qualified_at": leads["qualified"].to_numpy(),
-            "converted_at": np.where(lead_deal >= 0, leads["converted"].to_numpy(), np.nan),
-            "opportunity_id": _lookup(deal_ids, lead_deal),
-        }, lead_order),
+        "leads": _reorder(
+            {
+                "lead_id": lead_ids,
+                "owner_rep_id": rep_ids[leads["rep"].to_numpy()],
+                "created_at": leads["created"].to_numpy(),
+                "source": np.array(LEAD_SOURCES, dtype=object)[leads["source"].to_numpy()],
+                "qualified_at": leads["qualified"].to_numpy(),
+                "converted_at": np.where(lead_deal >= 0, leads["converted"].to_numpy(), np.nan),
+                "opportunity_id": _lookup(deal_ids, lead_deal),
+            },
+            lead_order,
+        ),
         "activities": {
             "activity_id": _ids("ACT", np.arange(len(activities)), 8),
             "rep_id": rep_ids[activities["rep"].to_numpy()],
@@ -974,44 +1330,57 @@ def _assemble(org, leads, deals, accounts, revenue, activities, spend) -> dict[s
             "lead_id": _lookup(lead_ids, activities["lead"].to_numpy()),
             "opportunity_id": _lookup(deal_ids, activities["deal"].to_numpy()),
         },
-        "opportunities": _reorder({
-            "opportunity_id": deal_ids,
-            "owner_rep_id": rep_ids[deals["rep"].to_numpy()],
-            "created_at": deals["created"].to_numpy(),
-            "stage": stage_names[deals["stage"].to_numpy()],
-            "is_closed": deals["is_closed"].to_numpy(),
-            "is_won": deals["is_won"].to_numpy(),
-            "account_id": account_ids[deals["account"].to_numpy()],
-            "lead_id": _lookup(lead_ids, deal_lead),
-            "closed_at": deals["closed"].to_numpy(),
-            # Open deals carry the close date their owner expects: a typical cycle after creation.
-            "expected_close_at": np.where(
-                is_open,
-                deals["created"].to_numpy()
-                + org.seg("cycle_median_days", deals["segment"].to_numpy()) * 86_400.0,
-                np.nan,
-            ),
-            "amount": np.where(unknown, np.nan, deals["amount"].to_numpy()),
-            "currency": np.full(len(deals), "USD", dtype=object),
-        }, deal_order),
+        "opportunities": _reorder(
+            {
+                "opportunity_id": deal_ids,
+                "owner_rep_id": rep_ids[deals["rep"].to_numpy()],
+                "created_at": deals["created"].to_numpy(),
+                "stage": stage_names[deals["stage"].to_numpy()],
+                "is_closed": deals["is_closed"].to_numpy(),
+                "is_won": deals["is_won"].to_numpy(),
+                "account_id": account_ids[deals["account"].to_numpy()],
+                "lead_id": _lookup(lead_ids, deal_lead),
+                "closed_at": deals["closed"].to_numpy(),
+                # Open deals carry the close date their owner expects: a typical cycle after creation.
+                "expected_close_at": np.where(
+                    is_open,
+                    deals["created"].to_numpy()
+                    + org.seg("cycle_median_days", deals["segment"].to_numpy()) * 86_400.0,
+                    np.nan,
+                ),
+                "amount": np.where(unknown, np.nan, deals["amount"].to_numpy()),
+                "currency": np.full(len(deals), "USD", dtype=object),
+            },
+            deal_order,
+        ),
         "stage_history": {
             "opportunity_id": deal_ids[history["deal"].to_numpy()],
             "stage": history["stage"].to_numpy(dtype=object),
             "entered_at": history["at"].to_numpy(),
         },
-        "accounts": _reorder({
-            "account_id": account_ids,
-            "account_name": accounts["name"].to_numpy().astype(object),
-            "owner_rep_id": rep_ids[accounts["owner"].to_numpy()],
-            "segment": segment_names[accounts["segment"].to_numpy()],
-            "created_at": accounts["created"].to_numpy(),
-        }, account_order),
-        "revenue": _reorder({
-            "account_id": account_ids[revenue["account"].to_numpy()],
-            "recognized_at": _month_start(revenue["month"].to_numpy()),
-            "amount": revenue["amount"].to_numpy(),
-        }, np.lexsort((account_ids[revenue["account"].to_numpy()].astype(str),
-                       revenue["month"].to_numpy()))),
+        "accounts": _reorder(
+            {
+                "account_id": account_ids,
+                "account_name": accounts["name"].to_numpy().astype(object),
+                "owner_rep_id": rep_ids[accounts["owner"].to_numpy()],
+                "segment": segment_names[accounts["segment"].to_numpy()],
+                "created_at": accounts["created"].to_numpy(),
+            },
+            account_order,
+        ),
+        "revenue": _reorder(
+            {
+                "account_id": account_ids[revenue["account"].to_numpy()],
+                "recognized_at": _month_start(revenue["month"].to_numpy()),
+                "amount": revenue["amount"].to_numpy(),
+            },
+            np.lexsort(
+                (
+                    account_ids[revenue["account"].to_numpy()].astype(str),
+                    revenue["month"].to_numpy(),
+                )
+            ),
+        ),
         "spend": {
             "spent_at": _month_start(spend["month"].to_numpy()),
             "category": spend["category"].to_numpy(dtype=object),

@@ -58,8 +58,12 @@ CHART_DPI = 100
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ROLE_OF_SCOPE = {"company": "executive", "team": "manager", "rep": "rep"}
-STATUS_WORDS = {"good": "on track", "warn": "close to target", "bad": "behind target",
-                "neutral": ""}
+STATUS_WORDS = {
+    "good": "on track",
+    "warn": "close to target",
+    "bad": "behind target",
+    "neutral": "",
+}
 FONT = "Arial, Helvetica, sans-serif"  # what Outlook and Gmail render alike
 
 
@@ -102,13 +106,26 @@ def locate_reports(period_dir: str | Path, batch) -> dict[str, ReportFile]:
             path = period_dir / r["html"]
             ok = r.get("status") == "ok" and path.is_file()
             found[str(r["scope_id"])] = ReportFile(
-                r["role"], r["scope"], str(r["scope_id"]), r.get("scope_name") or r["scope_id"],
-                path, ok, None if ok else (r.get("error") or "report missing"))
+                r["role"],
+                r["scope"],
+                str(r["scope_id"]),
+                r.get("scope_name") or r["scope_id"],
+                path,
+                ok,
+                None if ok else (r.get("error") or "report missing"),
+            )
         return found
     for s in batch.scopes():
         path = period_dir / s.role / f"{s.scope_id}.html"
-        found[s.scope_id] = ReportFile(s.role, s.scope, s.scope_id, s.name, path, path.is_file(),
-                                       None if path.is_file() else "report missing")
+        found[s.scope_id] = ReportFile(
+            s.role,
+            s.scope,
+            s.scope_id,
+            s.name,
+            path,
+            path.is_file(),
+            None if path.is_file() else "report missing",
+        )
     return found
 
 
@@ -141,8 +158,9 @@ class Figures:
         self.mtd = None if mtd is None else mtd.set_index(["scope", "scope_id", "kpi"])
         self.periods = sorted(str(p) for p in cube["period"].unique())
 
-    def get(self, kpi: str, scope: str, scope_id: str, period: str | None = None,
-            field: str = "value") -> float:
+    def get(
+        self, kpi: str, scope: str, scope_id: str, period: str | None = None, field: str = "value"
+    ) -> float:
         try:
             value = self._cube.at[(period or self.batch.period.label, scope, scope_id, kpi), field]
         except KeyError:
@@ -208,25 +226,45 @@ def _period_ticks(ax, labels: list[str], partial: bool) -> None:
     ax.set_xticks(shown, names)
 
 
-def _bar_trend(fig_title: str, labels: list[str], values: list[float], targets: list[float],
-               unit: str, partial: bool, projection: float = math.nan) -> bytes:
+def _bar_trend(
+    fig_title: str,
+    labels: list[str],
+    values: list[float],
+    targets: list[float],
+    unit: str,
+    partial: bool,
+    projection: float = math.nan,
+) -> bytes:
     fig = _figure()
     ax = fig.add_subplot()
     xs = range(len(labels))
     heights = [0 if is_missing(v) else v for v in values]
-    colors = [COLORS["primary"] if i == len(labels) - 1 else theme.OKABE_ITO["sky"]
-              for i in xs]
+    colors = [COLORS["primary"] if i == len(labels) - 1 else theme.OKABE_ITO["sky"] for i in xs]
     bars = ax.bar(xs, heights, color=colors, width=0.7)
     if partial and len(labels):
         bars[-1].set_hatch("///")
         bars[-1].set_edgecolor("white")
         if not is_missing(projection):
-            ax.bar([len(labels) - 1], [projection], width=0.7, fill=False,
-                   edgecolor=COLORS["primary"], linestyle="--", linewidth=1.2,
-                   label="run-rate projection")
+            ax.bar(
+                [len(labels) - 1],
+                [projection],
+                width=0.7,
+                fill=False,
+                edgecolor=COLORS["primary"],
+                linestyle="--",
+                linewidth=1.2,
+                label="run-rate projection",
+            )
     if any(not is_missing(t) for t in targets):
-        ax.plot(xs, targets, color=COLORS["target"], linestyle="--", linewidth=1.2,
-                marker="_", label="target")
+        ax.plot(
+            xs,
+            targets,
+            color=COLORS["target"],
+            linestyle="--",
+            linewidth=1.2,
+            marker="_",
+            label="target",
+        )
     _period_ticks(ax, labels, partial)
     ax.yaxis.set_major_formatter(theme.axis_formatter(unit))
     ax.tick_params(axis="x", labelsize=8)
@@ -236,8 +274,14 @@ def _bar_trend(fig_title: str, labels: list[str], values: list[float], targets: 
     return _png(fig)
 
 
-def _line_trend(fig_title: str, labels: list[str], values: list[float], targets: list[float],
-                unit: str, partial: bool) -> bytes:
+def _line_trend(
+    fig_title: str,
+    labels: list[str],
+    values: list[float],
+    targets: list[float],
+    unit: str,
+    partial: bool,
+) -> bytes:
     fig = _figure()
     ax = fig.add_subplot()
     xs = list(range(len(labels)))
@@ -245,11 +289,17 @@ def _line_trend(fig_title: str, labels: list[str], values: list[float], targets:
     if partial and len(xs) >= 2:  # the running month: a hollow point on a dotted segment
         ax.plot(xs[-2:], values[-2:], color="white", linewidth=2.2)
         ax.plot(xs[-2:], values[-2:], color=COLORS["primary"], linestyle=":", linewidth=2)
-        ax.plot(xs[-1:], values[-1:], marker="o", markersize=6, markerfacecolor="white",
-                markeredgecolor=COLORS["primary"], label="to date")
+        ax.plot(
+            xs[-1:],
+            values[-1:],
+            marker="o",
+            markersize=6,
+            markerfacecolor="white",
+            markeredgecolor=COLORS["primary"],
+            label="to date",
+        )
     if any(not is_missing(t) for t in targets):
-        ax.plot(xs, targets, color=COLORS["target"], linestyle="--", linewidth=1.2,
-                label="target")
+        ax.plot(xs, targets, color=COLORS["target"], linestyle="--", linewidth=1.2, label="target")
     _period_ticks(ax, labels, partial)
     ax.yaxis.set_major_formatter(theme.axis_formatter(unit))
     ax.tick_params(axis="x", labelsize=8)
@@ -263,8 +313,11 @@ def _hbar(fig_title: str, names: list[str], values: list[float], unit: str) -> b
     fig = _figure()
     ax = fig.add_subplot()
     order = sorted(range(len(names)), key=lambda i: -1 if is_missing(values[i]) else values[i])
-    ax.barh([names[i][:28] for i in order],
-            [0 if is_missing(values[i]) else values[i] for i in order], color=COLORS["primary"])
+    ax.barh(
+        [names[i][:28] for i in order],
+        [0 if is_missing(values[i]) else values[i] for i in order],
+        color=COLORS["primary"],
+    )
     ax.xaxis.set_major_formatter(theme.axis_formatter(unit))
     ax.tick_params(axis="y", labelsize=8)
     ax.set_title(fig_title)
@@ -288,40 +341,87 @@ def digest_charts(figures: Figures, scope: str, scope_id: str, name: str) -> lis
     charts = []
     revenue = figures.history("revenue", scope, scope_id)
     if any(not is_missing(v) for v in revenue):
-        charts.append(Chart("revenue", _bar_trend(
-            f"Revenue: {name}", labels, revenue, figures.history("revenue", scope, scope_id,
-                                                                 "target"),
-            "currency", partial, projection),
-            f"Revenue per month, last {len(labels)} months, against target"
-            + (" (the last month is to date)" if partial else "")))
+        charts.append(
+            Chart(
+                "revenue",
+                _bar_trend(
+                    f"Revenue: {name}",
+                    labels,
+                    revenue,
+                    figures.history("revenue", scope, scope_id, "target"),
+                    "currency",
+                    partial,
+                    projection,
+                ),
+                f"Revenue per month, last {len(labels)} months, against target"
+                + (" (the last month is to date)" if partial else ""),
+            )
+        )
     win = figures.history("win_rate", scope, scope_id)
     if any(not is_missing(v) for v in win):
-        charts.append(Chart("win_rate", _line_trend(
-            f"Win rate: {name}", labels, win, figures.history("win_rate", scope, scope_id,
-                                                               "target"), "ratio", partial),
-            f"Win rate per month, last {len(labels)} months"))
+        charts.append(
+            Chart(
+                "win_rate",
+                _line_trend(
+                    f"Win rate: {name}",
+                    labels,
+                    win,
+                    figures.history("win_rate", scope, scope_id, "target"),
+                    "ratio",
+                    partial,
+                ),
+                f"Win rate per month, last {len(labels)} months",
+            )
+        )
     if scope == "company":
         teams = list(batch.teams.itertuples(index=False))
         values = [figures.get("revenue", "team", t.team_id) for t in teams]
         if teams and any(not is_missing(v) for v in values):
-            charts.append(Chart("breakdown", _hbar(
-                f"Revenue by team, {period_name}", [_one_line(t.team_name) for t in teams], values,
-                "currency"), f"Revenue by team in {period_name}"))
+            charts.append(
+                Chart(
+                    "breakdown",
+                    _hbar(
+                        f"Revenue by team, {period_name}",
+                        [_one_line(t.team_name) for t in teams],
+                        values,
+                        "currency",
+                    ),
+                    f"Revenue by team in {period_name}",
+                )
+            )
     elif scope == "team":
         reps = batch.reps[(batch.reps["team_id"] == scope_id) & batch.reps["is_active"]]
         values = [figures.get("revenue", "rep", r) for r in reps["rep_id"]]
         if len(reps) and any(not is_missing(v) for v in values):
-            charts.append(Chart("breakdown", _hbar(
-                f"Revenue by rep, {period_name}", [_one_line(n) for n in reps["rep_name"]], values,
-                "currency"),
-                f"Revenue by rep of the team in {period_name}"))
+            charts.append(
+                Chart(
+                    "breakdown",
+                    _hbar(
+                        f"Revenue by rep, {period_name}",
+                        [_one_line(n) for n in reps["rep_name"]],
+                        values,
+                        "currency",
+                    ),
+                    f"Revenue by rep of the team in {period_name}",
+                )
+            )
     else:
         acts = figures.history("activities", scope, scope_id)
         if any(not is_missing(v) for v in acts):
-            charts.append(Chart("activities", _bar_trend(
-                "Activities per month", labels, acts,
-                figures.history("activities", scope, scope_id, "target"), "count", partial),
-                f"Activities per month, last {len(labels)} months"))
+            charts.append(
+                Chart(
+                    "activities",
+                    _bar_trend(
+                        "Activities per month",
+                        labels,
+                        acts,
+                        figures.history("activities", scope, scope_id, "target"),
+                        "count",
+                        partial,
+                    ),
+                    f"Activities per month, last {len(labels)} months",
+                )
+            )
     return charts[:3]
 
 
@@ -359,21 +459,32 @@ def scope_tiles(figures: Figures, scope: str, scope_id: str) -> list[Tile]:
         target = figures.get(kpi, scope, scope_id, field="target")
         mtd = figures.to_date(kpi, scope, scope_id) if partial else None
         if reason or is_missing(value):
-            tiles.append(Tile(kpi, meta.label, theme.NA, reason or "no data for this period",
-                              "neutral", "", "neutral"))
+            tiles.append(
+                Tile(
+                    kpi,
+                    meta.label,
+                    theme.NA,
+                    reason or "no data for this period",
+                    "neutral",
+                    "",
+                    "neutral",
+                )
+            )
             continue
         note = ""
         if mtd is not None:
             delta = mtd["change"]
-            versus = f"1-{pd.Timestamp(mtd['previous_as_of']).day} " + \
-                pd.Timestamp(mtd["previous_as_of"]).strftime("%b")
+            versus = f"1-{pd.Timestamp(mtd['previous_as_of']).day} " + pd.Timestamp(
+                mtd["previous_as_of"]
+            ).strftime("%b")
             basis = mtd["projection"] if meta.additive else value
             attain = mtd["projected_attainment"]
             if meta.additive and not is_missing(basis):
                 note = f"projected {format_value(basis, meta.unit)} by month end"
         else:
-            delta = theme.change(value, figures.get(kpi, scope, scope_id,
-                                                    batch.period.previous.label), meta.unit)
+            delta = theme.change(
+                value, figures.get(kpi, scope, scope_id, batch.period.previous.label), meta.unit
+            )
             versus = previous
             attain = theme.attainment(value, target, meta.higher_is_better)
         status = theme.attainment_status(attain)
@@ -382,17 +493,28 @@ def scope_tiles(figures: Figures, scope: str, scope_id: str) -> list[Tile]:
         else:
             what = "projected: " if mtd is not None and meta.additive else ""
             word = STATUS_WORDS[status]
-            target_line = (f"{what}{theme.format_percent(attain)} of "
-                           f"{format_value(target, meta.unit)} target"
-                           + (f" · {word}" if word else ""))
+            target_line = (
+                f"{what}{theme.format_percent(attain)} of "
+                f"{format_value(target, meta.unit)} target" + (f" · {word}" if word else "")
+            )
         if is_missing(delta):
             change_line, change_status = f"– vs {versus}", "neutral"
         else:
             arrow = "▲" if delta > 0 else "▼" if delta < 0 else "■"
             change_line = f"{arrow} {format_change(delta, meta.unit)} vs {versus}"
             change_status = theme.direction_status(delta, meta.higher_is_better)
-        tiles.append(Tile(kpi, meta.label, format_value(value, meta.unit), target_line, status,
-                          change_line, change_status, note))
+        tiles.append(
+            Tile(
+                kpi,
+                meta.label,
+                format_value(value, meta.unit),
+                target_line,
+                status,
+                change_line,
+                change_status,
+                note,
+            )
+        )
     return tiles
 
 
@@ -405,7 +527,8 @@ e = html.escape
 
 def _tile_html(t: Tile) -> str:
     edge = {"good": COLORS["good"], "warn": COLORS["warn"], "bad": COLORS["bad"]}.get(
-        t.target_status, COLORS["grid"])
+        t.target_status, COLORS["grid"]
+    )
     line = f"font-family:{FONT};font-size:12px;line-height:16px;"
     rows = [
         f'<div style="{line}color:{COLORS["muted"]};">{e(t.label)}</div>',
@@ -414,16 +537,19 @@ def _tile_html(t: Tile) -> str:
         f'<div style="{line}color:{STATUS_TEXT[t.target_status]};">{e(t.target_line)}</div>',
     ]
     if t.change_line:
-        rows.append(f'<div style="{line}color:{STATUS_TEXT[t.change_status]};">'
-                    f'{e(t.change_line)}</div>')
+        rows.append(
+            f'<div style="{line}color:{STATUS_TEXT[t.change_status]};">{e(t.change_line)}</div>'
+        )
     if t.note:
         rows.append(f'<div style="{line}color:{COLORS["muted"]};">{e(t.note)}</div>')
-    return (f'<td class="tile" data-kpi="{e(t.kpi)}" width="50%" valign="top" '
-            f'style="padding:4px;width:50%;">'
-            f'<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" '
-            f'style="border-collapse:separate;border:1px solid {COLORS["grid"]};'
-            f'border-left:4px solid {edge};background:#ffffff;">'
-            f'<tr><td style="padding:8px 10px;">{"".join(rows)}</td></tr></table></td>')
+    return (
+        f'<td class="tile" data-kpi="{e(t.kpi)}" width="50%" valign="top" '
+        f'style="padding:4px;width:50%;">'
+        f'<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" '
+        f'style="border-collapse:separate;border:1px solid {COLORS["grid"]};'
+        f'border-left:4px solid {edge};background:#ffffff;">'
+        f'<tr><td style="padding:8px 10px;">{"".join(rows)}</td></tr></table></td>'
+    )
 
 
 def _tiles_html(tiles: list[Tile]) -> str:
@@ -431,8 +557,10 @@ def _tiles_html(tiles: list[Tile]) -> str:
     if len(cells) % 2:
         cells.append('<td width="50%" style="width:50%;">&nbsp;</td>')
     rows = "".join(f"<tr>{cells[i]}{cells[i + 1]}</tr>" for i in range(0, len(cells), 2))
-    return (f'<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" '
-            f'style="table-layout:fixed;">{rows}</table>')
+    return (
+        f'<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" '
+        f'style="table-layout:fixed;">{rows}</table>'
+    )
 
 
 def _row(inner: str, padding: str = "12px 16px") -> str:
@@ -448,66 +576,100 @@ class ScopeSection:
     attachment_stem: str
 
 
-def digest_html(subject: str, recipient: Recipient, batch, sections: list[ScopeSection],
-                charts: list[Chart], note: str) -> str:
+def digest_html(
+    subject: str,
+    recipient: Recipient,
+    batch,
+    sections: list[ScopeSection],
+    charts: list[Chart],
+    note: str,
+) -> str:
     """The HTML body: a 600 px table that narrows to the phone, inline styles, cid: images."""
     period_name = theme.month_name(batch.period.label)
-    band = (f'<div style="font-family:{FONT};font-size:12px;letter-spacing:1px;'
-            f'text-transform:uppercase;color:#c9d6ea;">Sales KPIs &middot; {e(period_name)}'
-            f'</div><div style="font-family:{FONT};font-size:22px;line-height:28px;'
-            f'font-weight:bold;color:#ffffff;">'
-            f'{e(", ".join(s.report.name for s in sections))}</div>'
-            f'<div style="font-family:{FONT};font-size:13px;line-height:18px;color:#dbe4f0;">'
-            f'{e(note)}</div>')
-    parts = [f'<tr><td bgcolor="{COLORS["band"]}" style="background:{COLORS["band"]};'
-             f'padding:18px 16px;">{band}</td></tr>',
-             _row(f'<div style="font-family:{FONT};font-size:14px;line-height:20px;'
-                  f'color:{COLORS["ink"]};">Hello {e(_one_line(recipient.name))}, '
-                  f'here are the headline '
-                  f'figures. The full report{"s are" if len(sections) > 1 else " is"} attached '
-                  f'(HTML to open in a browser, PDF to print).</div>', "14px 16px 4px")]
+    band = (
+        f'<div style="font-family:{FONT};font-size:12px;letter-spacing:1px;'
+        f'text-transform:uppercase;color:#c9d6ea;">Sales KPIs &middot; {e(period_name)}'
+        f'</div><div style="font-family:{FONT};font-size:22px;line-height:28px;'
+        f'font-weight:bold;color:#ffffff;">'
+        f"{e(', '.join(s.report.name for s in sections))}</div>"
+        f'<div style="font-family:{FONT};font-size:13px;line-height:18px;color:#dbe4f0;">'
+        f"{e(note)}</div>"
+    )
+    parts = [
+        f'<tr><td bgcolor="{COLORS["band"]}" style="background:{COLORS["band"]};'
+        f'padding:18px 16px;">{band}</td></tr>',
+        _row(
+            f'<div style="font-family:{FONT};font-size:14px;line-height:20px;'
+            f'color:{COLORS["ink"]};">Hello {e(_one_line(recipient.name))}, '
+            f"here are the headline "
+            f"figures. The full report{'s are' if len(sections) > 1 else ' is'} attached "
+            f"(HTML to open in a browser, PDF to print).</div>",
+            "14px 16px 4px",
+        ),
+    ]
     for s in sections:
-        parts.append(_row(
-            f'<div style="font-family:{FONT};font-size:17px;line-height:22px;font-weight:bold;'
-            f'color:{COLORS["ink"]};padding:0 4px 6px;">{e(s.report.name)}</div>'
-            + _tiles_html(s.tiles), "10px 12px"))
+        parts.append(
+            _row(
+                f'<div style="font-family:{FONT};font-size:17px;line-height:22px;font-weight:bold;'
+                f'color:{COLORS["ink"]};padding:0 4px 6px;">{e(s.report.name)}</div>'
+                + _tiles_html(s.tiles),
+                "10px 12px",
+            )
+        )
     for c in charts:
         w, h = CHART_SIZE
-        parts.append(_row(
-            f'<img src="cid:{e(c.cid)}" width="{w}" height="{h}" alt="{e(c.alt)}" '
-            f'style="display:block;width:100%;max-width:{w}px;height:auto;border:0;'
-            f'outline:none;text-decoration:none;">', "6px 16px"))
+        parts.append(
+            _row(
+                f'<img src="cid:{e(c.cid)}" width="{w}" height="{h}" alt="{e(c.alt)}" '
+                f'style="display:block;width:100%;max-width:{w}px;height:auto;border:0;'
+                f'outline:none;text-decoration:none;">',
+                "6px 16px",
+            )
+        )
     files = "".join(
         f'<li style="margin:0 0 4px;">{e(s.report.name)}: {e(s.attachment_stem)}.html '
-        f'and {e(s.attachment_stem)}.pdf</li>' for s in sections)
-    parts.append(_row(
-        f'<div style="font-family:{FONT};font-size:14px;line-height:20px;color:{COLORS["ink"]};">'
-        f'<b>Full report attached.</b><ul style="margin:6px 0 0;padding-left:20px;">{files}</ul>'
-        f'</div>', "10px 16px"))
-    parts.append(_row(
-        f'<div style="font-family:{FONT};font-size:11px;line-height:16px;'
-        f'color:{COLORS["muted"]};">Sent automatically by the sales KPI kit. Data as of '
-        f'{e(str(batch.as_of))}; data fingerprint {e(str(batch.fingerprint))}; code '
-        f'{e(str(batch.code_version))}. You receive this digest because '
-        f'params/recipients.yaml lists you; reply to reach sales operations.</div>',
-        "12px 16px 18px"))
+        f"and {e(s.attachment_stem)}.pdf</li>"
+        for s in sections
+    )
+    parts.append(
+        _row(
+            f'<div style="font-family:{FONT};font-size:14px;line-height:20px;color:{COLORS["ink"]};">'
+            f'<b>Full report attached.</b><ul style="margin:6px 0 0;padding-left:20px;">{files}</ul>'
+            f"</div>",
+            "10px 16px",
+        )
+    )
+    parts.append(
+        _row(
+            f'<div style="font-family:{FONT};font-size:11px;line-height:16px;'
+            f'color:{COLORS["muted"]};">Sent automatically by the sales KPI kit. Data as of '
+            f"{e(str(batch.as_of))}; data fingerprint {e(str(batch.fingerprint))}; code "
+            f"{e(str(batch.code_version))}. You receive this digest because "
+            f"params/recipients.yaml lists you; reply to reach sales operations.</div>",
+            "12px 16px 18px",
+        )
+    )
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<title>{e(subject)}</title></head>'
+        f"<title>{e(subject)}</title></head>"
         f'<body style="margin:0;padding:0;background:{COLORS["page"]};">'
         f'<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" '
         f'style="background:{COLORS["page"]};"><tr><td align="center" style="padding:12px 6px;">'
         f'<table role="presentation" width="600" cellpadding="0" cellspacing="0" border="0" '
         f'style="width:100%;max-width:600px;background:#ffffff;">{"".join(parts)}</table>'
-        f'</td></tr></table></body></html>'
+        f"</td></tr></table></body></html>"
     )
 
 
 def digest_text(recipient: Recipient, batch, sections: list[ScopeSection], note: str) -> str:
     """The plain-text alternative: the same tiles, one line each, and the attachment names."""
-    lines = [f"Hello {_one_line(recipient.name)},", "",
-             f"Sales KPIs {theme.month_name(batch.period.label)}. {note}", ""]
+    lines = [
+        f"Hello {_one_line(recipient.name)},",
+        "",
+        f"Sales KPIs {theme.month_name(batch.period.label)}. {note}",
+        "",
+    ]
     for s in sections:
         lines += [s.report.name, "-" * len(s.report.name)]
         for t in s.tiles:
@@ -515,10 +677,16 @@ def digest_text(recipient: Recipient, batch, sections: list[ScopeSection], note:
             lines.append(f"{t.label}: {t.value}" + (f" ({extra})" if extra else ""))
         lines.append("")
     lines.append("Full report attached:")
-    lines += [f"  {s.attachment_stem}.html (open in a browser) and {s.attachment_stem}.pdf"
-              for s in sections]
-    lines += ["", f"Data as of {batch.as_of}; data fingerprint {batch.fingerprint}; "
-              f"code {batch.code_version}.", "Sent automatically by the sales KPI kit."]
+    lines += [
+        f"  {s.attachment_stem}.html (open in a browser) and {s.attachment_stem}.pdf"
+        for s in sections
+    ]
+    lines += [
+        "",
+        f"Data as of {batch.as_of}; data fingerprint {batch.fingerprint}; "
+        f"code {batch.code_version}.",
+        "Sent automatically by the sales KPI kit.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -560,27 +728,35 @@ class PdfPrinter:
             from playwright.sync_api import sync_playwright
 
             if not Path(self.executable).exists():
-                raise DigestError(f"Chromium not found at {self.executable}; install it "
-                                  "(apt-get install chromium) to print the PDF attachments")
+                raise DigestError(
+                    f"Chromium not found at {self.executable}; install it "
+                    "(apt-get install chromium) to print the PDF attachments"
+                )
             self._pw = sync_playwright().start()
-            self._browser = self._pw.chromium.launch(executable_path=self.executable,
-                                                     args=CHROMIUM_ARGS)
+            self._browser = self._pw.chromium.launch(
+                executable_path=self.executable, args=CHROMIUM_ARGS
+            )
         return self._browser
 
     def pdf(self, html_path: Path, cache: Path | None = None) -> bytes:
         """The PDF of ``html_path`` (A4, backgrounds printed); from ``cache`` when fresh."""
         html_path = Path(html_path)
-        if cache is not None and cache.is_file() and \
-                cache.stat().st_mtime >= html_path.stat().st_mtime:
+        if (
+            cache is not None
+            and cache.is_file()
+            and cache.stat().st_mtime >= html_path.stat().st_mtime
+        ):
             return cache.read_bytes()
         page = self._ensure().new_page()
         try:
             # Reports are self-contained: nothing may be fetched from the network.
             page.route("http*://**", lambda route: route.abort())
             page.goto(html_path.resolve().as_uri(), wait_until="load")
-            data = page.pdf(format="A4", print_background=True,
-                            margin={"top": "12mm", "bottom": "12mm", "left": "10mm",
-                                    "right": "10mm"})
+            data = page.pdf(
+                format="A4",
+                print_background=True,
+                margin={"top": "12mm", "bottom": "12mm", "left": "10mm", "right": "10mm"},
+            )
         finally:
             page.close()
         if cache is not None:
@@ -626,8 +802,9 @@ def subject_for(batch, sections: list[ScopeSection]) -> str:
     return _one_line(f"Sales KPIs {period} — {names}")
 
 
-def granted_reports(recipient: Recipient, reports: dict[str, ReportFile]) -> tuple[
-        list[ReportFile], list[str]]:
+def granted_reports(
+    recipient: Recipient, reports: dict[str, ReportFile]
+) -> tuple[list[ReportFile], list[str]]:
     """The reports of the recipient's scopes that exist in the batch, and notes on the others.
 
     A granted rep with no report this period (not active in it) is left out with a note; a
@@ -640,8 +817,10 @@ def granted_reports(recipient: Recipient, reports: dict[str, ReportFile]) -> tup
             notes.append(f"no report for scope '{scope_id}' in this batch (not active)")
             continue
         if not report.ok:
-            raise DigestError(f"report {report.role}/{scope_id} did not render "
-                              f"({report.error}); not sending an incomplete digest")
+            raise DigestError(
+                f"report {report.role}/{scope_id} did not render "
+                f"({report.error}); not sending an incomplete digest"
+            )
         found.append(report)
     return found, notes
 
@@ -700,28 +879,41 @@ def build_digest(
     if figures is None:
         figures = Figures(batch, load_mtd(period_dir, batch))
     label = batch.period.label
-    sections = [ScopeSection(r, scope_tiles(figures, r.scope, r.scope_id),
-                             f"sales-kpis-{label}-{r.role}-{r.scope_id}") for r in granted]
+    sections = [
+        ScopeSection(
+            r,
+            scope_tiles(figures, r.scope, r.scope_id),
+            f"sales-kpis-{label}-{r.role}-{r.scope_id}",
+        )
+        for r in granted
+    ]
     first = granted[0]
     charts = [
         Chart(c.name, c.png, c.alt, make_msgid(idstring=c.name, domain="kpi-kit.local")[1:-1])
         for c in digest_charts(figures, first.scope, first.scope_id, first.name)
     ]
     partial = is_partial(batch.period, batch.as_of)
-    note = (f"Month to date: data to {batch.as_of}, compared with the same days of the previous "
-            "month." if partial else f"Data as of {batch.as_of}.")
+    note = (
+        f"Month to date: data to {batch.as_of}, compared with the same days of the previous month."
+        if partial
+        else f"Data as of {batch.as_of}."
+    )
     subject = subject_for(batch, sections)
     body = digest_html(subject, recipient, batch, sections, charts, note)
     if len(body.encode("utf-8")) > MAX_BODY_BYTES:
-        raise DigestError(f"digest body for {recipient.email} is {len(body.encode()):,} bytes, "
-                          f"over the {MAX_BODY_BYTES:,}-byte limit (Gmail clips it)")
+        raise DigestError(
+            f"digest body for {recipient.email} is {len(body.encode()):,} bytes, "
+            f"over the {MAX_BODY_BYTES:,}-byte limit (Gmail clips it)"
+        )
 
     msg = EmailMessage()
     msg["Subject"] = subject
     msg["From"] = _address(sender)
-    msg["To"] = Address(display_name=_one_line(recipient.name),
-                        username=recipient.email.partition("@")[0],
-                        domain=recipient.email.partition("@")[2])
+    msg["To"] = Address(
+        display_name=_one_line(recipient.name),
+        username=recipient.email.partition("@")[0],
+        domain=recipient.email.partition("@")[2],
+    )
     if reply_to:
         msg["Reply-To"] = _address(reply_to)
     msg["Date"] = format_datetime(now or datetime.now(UTC))
@@ -730,22 +922,35 @@ def build_digest(
     msg["X-KPI-Batch"] = batch_key(batch)
     msg["X-KPI-Scopes"] = " ".join(r.scope_id for r in granted)
     alternative = MIMEPart()
-    alternative.set_content(digest_text(recipient, batch, sections,
-                                        " ".join([note, *notes])))
+    alternative.set_content(digest_text(recipient, batch, sections, " ".join([note, *notes])))
     alternative.add_alternative(body, subtype="html")
     related = MIMEPart()
     related.make_related()
     related.attach(alternative)
     for c in charts:
-        related.add_related(c.png, maintype="image", subtype="png", cid=f"<{c.cid}>",
-                            disposition="inline", filename=f"{c.name}.png")
+        related.add_related(
+            c.png,
+            maintype="image",
+            subtype="png",
+            cid=f"<{c.cid}>",
+            disposition="inline",
+            filename=f"{c.name}.png",
+        )
     msg.make_mixed()
     msg.attach(related)
     for s in sections:
         report = s.report
-        msg.add_attachment(report.path.read_bytes(), maintype="text", subtype="html",
-                           filename=f"{s.attachment_stem}.html")
+        msg.add_attachment(
+            report.path.read_bytes(),
+            maintype="text",
+            subtype="html",
+            filename=f"{s.attachment_stem}.html",
+        )
         cache = period_dir / "_pdf" / report.role / f"{report.scope_id}.pdf"
-        msg.add_attachment(pdf.pdf(report.path, cache), maintype="application",
-                           subtype="pdf", filename=f"{s.attachment_stem}.pdf")
+        msg.add_attachment(
+            pdf.pdf(report.path, cache),
+            maintype="application",
+            subtype="pdf",
+            filename=f"{s.attachment_stem}.pdf",
+        )
     return msg

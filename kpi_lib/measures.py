@@ -62,10 +62,12 @@ class Window:
     def table(self) -> ibis.Table:
         """One row per period: ``period_start``, ``period_end``."""
         return ibis.memtable(
-            pd.DataFrame({
-                "period_start": [p.start for p in self.periods],
-                "period_end": [p.end for p in self.periods],
-            }).astype("datetime64[us]")
+            pd.DataFrame(
+                {
+                    "period_start": [p.start for p in self.periods],
+                    "period_end": [p.end for p in self.periods],
+                }
+            ).astype("datetime64[us]")
         )
 
 
@@ -99,7 +101,9 @@ def _melt(df: pd.DataFrame) -> pd.DataFrame:
     for column in ("rep_id", "team_id"):
         if column not in df:
             df[column] = pd.NA
-    long = df.melt(id_vars=["period_start", "rep_id", "team_id"], var_name="measure", value_name="value")
+    long = df.melt(
+        id_vars=["period_start", "rep_id", "team_id"], var_name="measure", value_name="value"
+    )
     long["period_start"] = pd.to_datetime(long["period_start"]).astype("datetime64[us]")
     long["value"] = pd.to_numeric(long["value"]).astype("float64")
     return long
@@ -127,8 +131,10 @@ def _ranked_history(src: Source, ranks: dict[str, int]) -> ibis.Table:
     """stage_history with ``stage_rank``, the stage's place in pipeline order (ties: by name)."""
     sh = src.table("stage_history")
     rank = ibis.memtable(
-        pd.DataFrame({"rank_stage": list(ranks), "stage_rank": list(ranks.values())},
-                     columns=["rank_stage", "stage_rank"]).astype({"rank_stage": "string", "stage_rank": "int64"})
+        pd.DataFrame(
+            {"rank_stage": list(ranks), "stage_rank": list(ranks.values())},
+            columns=["rank_stage", "stage_rank"],
+        ).astype({"rank_stage": "string", "stage_rank": "int64"})
     )
     joined = sh.left_join(rank, sh.stage == rank.rank_stage)
     return joined.select(
@@ -145,22 +151,30 @@ def _known_opportunities(src: Source, w: Window) -> ibis.Table:
 
 
 def _by_rep(t: ibis.Table, period_start: ibis.Value, rep: ibis.Value, **aggs) -> pd.DataFrame:
-    return (
-        t.group_by(period_start=period_start, rep_id=rep).aggregate(**aggs).to_pandas()
-    )
+    return t.group_by(period_start=period_start, rep_id=rep).aggregate(**aggs).to_pandas()
 
 
 def _opportunity_measures(
-    src: Source, w: Window, o: ibis.Table, probabilities: dict[str, float], history: ibis.Table | None
+    src: Source,
+    w: Window,
+    o: ibis.Table,
+    probabilities: dict[str, float],
+    history: ibis.Table | None,
 ) -> Iterator[pd.DataFrame]:
     created = o.filter(w.contains(o.created_at))
-    yield _by_rep(created, w.bucket(created.created_at), created.owner_rep_id,
-                  opportunities_created=created.count())
+    yield _by_rep(
+        created,
+        w.bucket(created.created_at),
+        created.owner_rep_id,
+        opportunities_created=created.count(),
+    )
 
     c = o.filter(o.closed_known & w.contains(o.closed_at))
     cycle_days = (c.closed_at.epoch_seconds() - c.created_at.epoch_seconds()) / SECONDS_PER_DAY
     yield _by_rep(
-        c, w.bucket(c.closed_at), c.owner_rep_id,
+        c,
+        w.bucket(c.closed_at),
+        c.owner_rep_id,
         closed_count=c.count(),
         won_count=c.is_won.sum(),
         won_amount=ibis.ifelse(c.is_won, c.amount, ibis.null()).sum().fill_null(0),
@@ -171,8 +185,10 @@ def _opportunity_measures(
     periods = w.table()
     start = o.join(
         periods,
-        [o.created_at < periods.period_start,
-         ~(o.closed_known & (o.closed_at < periods.period_start))],
+        [
+            o.created_at < periods.period_start,
+            ~(o.closed_known & (o.closed_at < periods.period_start)),
+        ],
     )
     yield _by_rep(start, start.period_start, start.owner_rep_id, open_at_start=start.count())
 
@@ -206,12 +222,16 @@ def _pipeline(
             stage=ibis.coalesce(_.stage_then, _.stage)
         )
     probs = ibis.memtable(
-        pd.DataFrame({"prob_stage": list(probabilities), "probability": list(probabilities.values())},
-                     columns=["prob_stage", "probability"]).astype({"prob_stage": "string", "probability": "float64"})
+        pd.DataFrame(
+            {"prob_stage": list(probabilities), "probability": list(probabilities.values())},
+            columns=["prob_stage", "probability"],
+        ).astype({"prob_stage": "string", "probability": "float64"})
     )
     end = end.left_join(probs, end.stage == probs.prob_stage)
     return _by_rep(
-        end, end.period_start, end.owner_rep_id,
+        end,
+        end.period_start,
+        end.owner_rep_id,
         pipeline_amount=end.amount.sum().fill_null(0),
         weighted_pipeline=(end.amount * end.probability.fill_null(0)).sum().fill_null(0),
     )
@@ -222,8 +242,10 @@ def _reps_active(src: Source, w: Window) -> pd.DataFrame:
     periods = w.table()
     active = reps.filter(reps.is_quota_carrying).join(
         periods,
-        [reps.start_at.isnull() | (reps.start_at < periods.period_end),
-         reps.end_at.isnull() | (reps.end_at >= periods.period_start)],
+        [
+            reps.start_at.isnull() | (reps.start_at < periods.period_end),
+            reps.end_at.isnull() | (reps.end_at >= periods.period_start),
+        ],
     )
     return _by_rep(active, active.period_start, active.rep_id, reps_active=active.count())
 
@@ -231,14 +253,17 @@ def _reps_active(src: Source, w: Window) -> pd.DataFrame:
 def _lead_measures(src: Source, w: Window, o: ibis.Table) -> Iterator[pd.DataFrame]:
     leads = src.table("leads")
     created = leads.filter(w.contains(leads.created_at))
-    yield _by_rep(created, w.bucket(created.created_at), created.owner_rep_id,
-                  leads_created=created.count())
+    yield _by_rep(
+        created, w.bucket(created.created_at), created.owner_rep_id, leads_created=created.count()
+    )
 
     won = o.filter(o.won_known).select(won_opportunity_id="opportunity_id")
     q = leads.filter(leads.qualified_at.notnull() & w.contains(leads.qualified_at))
     q = q.left_join(won, q.opportunity_id == won.won_opportunity_id)
     yield _by_rep(
-        q, w.bucket(q.qualified_at), q.owner_rep_id,
+        q,
+        w.bucket(q.qualified_at),
+        q.owner_rep_id,
         qualified_leads=q.count(),
         qualified_converted=q.won_opportunity_id.notnull().sum(),
     )
@@ -252,8 +277,9 @@ def _activity_measures(src: Source, w: Window) -> pd.DataFrame:
         .aggregate(n=a.count())
         .to_pandas()
     )
-    wide = counts.pivot_table(index=["period_start", "rep_id"], columns="kind", values="n",
-                              aggfunc="sum", fill_value=0)
+    wide = counts.pivot_table(
+        index=["period_start", "rep_id"], columns="kind", values="n", aggfunc="sum", fill_value=0
+    )
     wide.columns = [f"activities_{kind}" for kind in wide.columns]
     wide["activities"] = wide.sum(axis=1)
     return wide.reset_index()
@@ -274,10 +300,9 @@ def _account_measures(src: Source, w: Window, o: ibis.Table) -> Iterator[pd.Data
     if not src.has_column("opportunities", "account_id"):
         return
     won = o.filter(o.won_known & o.account_id.notnull())
-    first = (
-        won.mutate(rn=ibis.row_number().over(group_by="account_id", order_by=["closed_at", "opportunity_id"]))
-        .filter(_.rn == 0)
-    )
+    first = won.mutate(
+        rn=ibis.row_number().over(group_by="account_id", order_by=["closed_at", "opportunity_id"])
+    ).filter(_.rn == 0)
     first = first.filter(w.contains(first.closed_at))
     yield _by_rep(first, w.bucket(first.closed_at), first.owner_rep_id, new_customers=first.count())
 
@@ -292,18 +317,24 @@ def _account_measures(src: Source, w: Window, o: ibis.Table) -> Iterator[pd.Data
     )
     if src.has("accounts"):
         owners = src.table("accounts").select(owner_account_id="account_id", owner="owner_rep_id")
-        per_account = per_account.left_join(owners, per_account.account_id == owners.owner_account_id)
+        per_account = per_account.left_join(
+            owners, per_account.account_id == owners.owner_account_id
+        )
         per_account = per_account.drop("owner_account_id")
     else:
         per_account = per_account.mutate(owner=ibis.null("string"))
 
     yield _by_rep(
-        per_account, per_account.period_start, per_account.owner,
+        per_account,
+        per_account.period_start,
+        per_account.owner,
         account_revenue=per_account.amount.sum(),
         accounts_active=(per_account.amount > 0).sum(),
     )
 
-    active = per_account.filter(per_account.amount > 0).select("account_id", "period_start", "owner")
+    active = per_account.filter(per_account.amount > 0).select(
+        "account_id", "period_start", "owner"
+    )
     months = w.periods[0].months
     before = active.select(
         "account_id", "owner", period_start=active.period_start + ibis.interval(months=months)
@@ -314,7 +345,9 @@ def _account_measures(src: Source, w: Window, o: ibis.Table) -> Iterator[pd.Data
         now, [before.account_id == now.now_account_id, before.period_start == now.now_start]
     )
     yield _by_rep(
-        pairs, pairs.period_start, pairs.owner,
+        pairs,
+        pairs.period_start,
+        pairs.owner,
         accounts_prev=pairs.count(),
         retained_accounts=pairs.now_account_id.notnull().sum(),
         lost_accounts=pairs.now_account_id.isnull().sum(),
@@ -323,15 +356,24 @@ def _account_measures(src: Source, w: Window, o: ibis.Table) -> Iterator[pd.Data
 
 def _stage_measures(w: Window, o: ibis.Table, history: ibis.Table) -> pd.DataFrame:
     """Per stage: days spent and exits (forward or not) of stage visits that ended in the period."""
-    closed_stages = set(o.filter(o.is_closed).select("stage").distinct().to_pandas()["stage"].dropna())
+    closed_stages = set(
+        o.filter(o.is_closed).select("stage").distinct().to_pandas()["stage"].dropna()
+    )
     lost_stages = set(
         o.filter(o.is_closed & ~o.is_won).select("stage").distinct().to_pandas()["stage"].dropna()
     )
     sh = history.filter(history.entered_at < w.as_of)
     order = ibis.window(group_by="opportunity_id", order_by=["entered_at", "stage_rank"])
-    visits = sh.mutate(next_at=sh.entered_at.lead().over(order), next_stage=sh.stage.lead().over(order))
-    deals = o.select(deal_id="opportunity_id", rep_id="owner_rep_id", closed_at="closed_at",
-                     closed_known="closed_known", won_known="won_known")
+    visits = sh.mutate(
+        next_at=sh.entered_at.lead().over(order), next_stage=sh.stage.lead().over(order)
+    )
+    deals = o.select(
+        deal_id="opportunity_id",
+        rep_id="owner_rep_id",
+        closed_at="closed_at",
+        closed_known="closed_known",
+        won_known="won_known",
+    )
     v = visits.join(deals, visits.opportunity_id == deals.deal_id)
     if closed_stages:
         v = v.filter(~v.stage.isin(sorted(closed_stages)))
@@ -350,8 +392,11 @@ def _stage_measures(w: Window, o: ibis.Table, history: ibis.Table) -> pd.DataFra
         .to_pandas()
     )
     wide = per_stage.pivot_table(
-        index=["period_start", "rep_id"], columns="stage",
-        values=["stage_days", "stage_exits", "stage_advanced"], aggfunc="sum", fill_value=0,
+        index=["period_start", "rep_id"],
+        columns="stage",
+        values=["stage_days", "stage_exits", "stage_advanced"],
+        aggfunc="sum",
+        fill_value=0,
     )
     wide.columns = [f"{measure}:{stage}" for measure, stage in wide.columns]
     return wide.reset_index()

@@ -21,8 +21,19 @@ from kpi_lib.registry import REGISTRY
 from kpi_lib.sources import Source, load_source
 
 MTD_COLUMNS = [
-    "period", "as_of", "days_elapsed", "days_in_period", "previous_as_of", "scope", "scope_id",
-    "kpi", "value", "previous_same_days", "change", "projection", "target",
+    "period",
+    "as_of",
+    "days_elapsed",
+    "days_in_period",
+    "previous_as_of",
+    "scope",
+    "scope_id",
+    "kpi",
+    "value",
+    "previous_same_days",
+    "change",
+    "projection",
+    "target",
     "projected_attainment",
 ]
 
@@ -83,25 +94,28 @@ def mtd_comparison(
     previous_day = same_days_previous(day)
     src = load_source(source)
     now = compute_cube(src, [period], as_of=day.date().isoformat(), targets=targets)
-    before = compute_cube(src, [period.previous], as_of=previous_day.date().isoformat(),
-                          targets=targets)
+    before = compute_cube(
+        src, [period.previous], as_of=previous_day.date().isoformat(), targets=targets
+    )
     keys = ["scope", "scope_id", "kpi"]
     merged = now[[*keys, "value", "target"]].merge(
         before[[*keys, "value"]].rename(columns={"value": "previous_same_days"}),
-        on=keys, how="left",
+        on=keys,
+        how="left",
     )
     elapsed = int(day.day)
     days_in = int((period.end - period.start).days)
     units = merged["kpi"].map(lambda k: _meta(k, "unit", "count"))
     additive = merged["kpi"].map(lambda k: _meta(k, "additive", False)).astype(bool)
     better = merged["kpi"].map(lambda k: _meta(k, "higher_is_better", True)).astype(bool)
-    merged["change"] = [theme.change(v, p, u) for v, p, u in
-                        zip(merged["value"], merged["previous_same_days"], units, strict=True)]
+    merged["change"] = [
+        theme.change(v, p, u)
+        for v, p, u in zip(merged["value"], merged["previous_same_days"], units, strict=True)
+    ]
     merged["projection"] = merged["value"].where(additive) * days_in / elapsed
     basis = merged["projection"].where(additive, merged["value"])
     merged["projected_attainment"] = [
-        theme.attainment(b, t, h) for b, t, h in
-        zip(basis, merged["target"], better, strict=True)
+        theme.attainment(b, t, h) for b, t, h in zip(basis, merged["target"], better, strict=True)
     ]
     merged["period"] = period.label
     merged["as_of"] = day.date().isoformat()
@@ -130,5 +144,11 @@ def days_label(row_or_frame) -> str:
     return f"1-{as_of.day} {as_of.strftime('%b')}"
 
 
-__all__ = ["MTD_COLUMNS", "days_label", "is_partial", "month_of", "mtd_comparison",
-           "same_days_previous"]
+__all__ = [
+    "MTD_COLUMNS",
+    "days_label",
+    "is_partial",
+    "month_of",
+    "mtd_comparison",
+    "same_days_previous",
+]

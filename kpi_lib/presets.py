@@ -771,7 +771,7 @@ def _hubspot(ex: _Exports, opts: dict) -> PresetResult:
         if found is None:
             continue
         df, file = found
-        col = lambda *c, **k: ex.column(df, file, "activities", *c, **k)  # noqa: E731
+        col = lambda *c, df=df, file=file, **k: ex.column(df, file, "activities", *c, **k)  # noqa: E731
         typ = _text(col("hs_activity_type", "Call and meeting type", "Activity type"), df.index)
         kind_of = typ.str.lower().map(opts["activity_types"]).fillna(kind[:-1])
         ids = _text(

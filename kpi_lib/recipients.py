@@ -30,7 +30,8 @@ ROLES = ("executive", "manager", "rep")
 DEFAULT_RECIPIENTS = "params/recipients.yaml"
 DEFAULT_SENDER = "Sales KPI Kit <kpi-reports@example.com>"
 _EMAIL = re.compile(
-    r"^[^@\s<>\"',;]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$")
+    r"^[^@\s<>\"',;]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$"
+)
 _ENTRY_KEYS = {"email", "name", "role", "scopes", "team_id", "rep_id"}
 
 
@@ -122,11 +123,13 @@ def load_recipients(path: str | Path = DEFAULT_RECIPIENTS, batch=None) -> Recipi
         key = person.email.lower()
         if key in seen:
             raise ParamsError(
-                f"{where}: duplicate address, already listed as recipient {seen[key]}")
+                f"{where}: duplicate address, already listed as recipient {seen[key]}"
+            )
         seen[key] = i
         recipients.append(person)
-    result = RecipientList(recipients, sender, None if reply_to is None else str(reply_to),
-                           str(path))
+    result = RecipientList(
+        recipients, sender, None if reply_to is None else str(reply_to), str(path)
+    )
     if batch is not None:
         validate_recipients(result, batch)
     return result
@@ -177,8 +180,9 @@ def validate_recipients(recipients: RecipientList, batch) -> None:
     Raises ``ParamsError`` naming the file and entry at fault (see ``load_recipients``).
     """
     teams = {str(t) for t in batch.teams["team_id"]}
-    team_of = {str(r): str(t) for r, t in zip(batch.reps["rep_id"], batch.reps["team_id"],
-                                              strict=True)}
+    team_of = {
+        str(r): str(t) for r, t in zip(batch.reps["rep_id"], batch.reps["team_id"], strict=True)
+    }
     for i, person in enumerate(recipients, start=1):
         where = f"{recipients.origin}: recipient {i} ({person.email})"
         if person.role == "manager" and person.team_id not in teams:
@@ -195,14 +199,17 @@ def validate_recipients(recipients: RecipientList, batch) -> None:
             for s in person.scopes:
                 if s == "all" or (s in teams and s != person.team_id):
                     raise ParamsError(
-                        f"{where}: a manager of '{person.team_id}' may not see scope '{s}'")
+                        f"{where}: a manager of '{person.team_id}' may not see scope '{s}'"
+                    )
                 if s in team_of and team_of[s] != person.team_id:
                     raise ParamsError(
                         f"{where}: rep '{s}' belongs to team '{team_of[s]}', not to the "
-                        f"manager's team '{person.team_id}'")
+                        f"manager's team '{person.team_id}'"
+                    )
         elif person.role == "rep":
             others = [s for s in person.scopes if s != person.rep_id]
             if others:
                 raise ParamsError(
                     f"{where}: a rep may only see their own report ('{person.rep_id}'), "
-                    f"not {others}")
+                    f"not {others}"
+                )

@@ -27,8 +27,15 @@ from __future__ import annotations
 import os
 import re
 
-__all__ = ["MASK", "SECRET_ENV", "SOURCE_URL_ENV", "hide_source", "redact", "reveal",
-           "secret_values"]
+__all__ = [
+    "MASK",
+    "SECRET_ENV",
+    "SOURCE_URL_ENV",
+    "hide_source",
+    "redact",
+    "reveal",
+    "secret_values",
+]
 
 MASK = "***"
 SECRET_ENV = ("KPI_SMTP_PASSWORD", "PGPASSWORD")
@@ -37,11 +44,15 @@ SOURCE_URL_ENV = "KPI_SOURCE_URL"
 """Where the renderer puts the real source URL for its kernels (never written to a file)."""
 
 # scheme://user:password@  (the password is whatever sits between the first ':' and the '@')
-_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s'\"<>]*):"
-                           r"(?P<password>[^@\s'\"<>]*)@")
+_URL_PASSWORD = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s'\"<>]*):"
+    r"(?P<password>[^@\s'\"<>]*)@"
+)
 # key=value connection strings: "host=db password=s3cret", "PWD=s3cret;"
-_KEY_PASSWORD = re.compile(r"(?i)\b(?P<key>password|passwd|pwd)(?P<eq>\s*=\s*)"
-                           r"(?P<password>'[^']*'|\"[^\"]*\"|[^\s;,&'\"]+)")
+_KEY_PASSWORD = re.compile(
+    r"(?i)\b(?P<key>password|passwd|pwd)(?P<eq>\s*=\s*)"
+    r"(?P<password>'[^']*'|\"[^\"]*\"|[^\s;,&'\"]+)"
+)
 _MIN_SECRET = 4  # shorter values would mask ordinary words and digits
 
 

@@ -72,7 +72,14 @@ __all__ = [
 
 SCOPE_KINDS = ("company", "team", "rep")
 KPIS_CSV_COLUMNS = [
-    "period", "scope", "scope_id", "kpi", "value", "numerator", "denominator", "target",
+    "period",
+    "scope",
+    "scope_id",
+    "kpi",
+    "value",
+    "numerator",
+    "denominator",
+    "target",
 ]
 DEFAULT_TIMEOUT = 600.0
 TEMPLATES = Path(__file__).parent / "templates"
@@ -80,8 +87,18 @@ TEMPLATE_NAME = "kpi_report"
 # A scope id or role becomes a file name: letters, digits, '_', '-', '.', not starting with '.'.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _SAFE_ROLE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-_TOOLS = ("kpi-kit", "papermill", "nbconvert", "nbclient", "ipykernel", "pandas",
-          "ibis-framework", "duckdb", "matplotlib", "seaborn")
+_TOOLS = (
+    "kpi-kit",
+    "papermill",
+    "nbconvert",
+    "nbclient",
+    "ipykernel",
+    "pandas",
+    "ibis-framework",
+    "duckdb",
+    "matplotlib",
+    "seaborn",
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,8 +172,13 @@ def load_matrix(path: str | Path = "params/reports.yaml") -> Matrix:
                 raise ParamsError(f"{where}: scope_ids must be a non-empty list of ids")
             ids = tuple(str(i) for i in ids)
             _check_ids(ids, where=where)
-        roles[role] = RoleSpec(role, Path(entry["notebook"]), entry["scope"], ids,
-                               str(entry.get("title") or role.replace("_", " ").capitalize()))
+        roles[role] = RoleSpec(
+            role,
+            Path(entry["notebook"]),
+            entry["scope"],
+            ids,
+            str(entry.get("title") or role.replace("_", " ").capitalize()),
+        )
     timeout = raw.get("timeout_seconds", DEFAULT_TIMEOUT)
     if not isinstance(timeout, int | float) or timeout <= 0:
         raise ParamsError(f"{path}: timeout_seconds must be a positive number of seconds")
@@ -225,8 +247,9 @@ def scope_table(batch) -> list[tuple[str, str, str, str | None]]:
     return rows
 
 
-def plan_reports(matrix: Matrix, scopes: Sequence[tuple],
-                 roles: Sequence[str] | None = None) -> list[ReportSpec]:
+def plan_reports(
+    matrix: Matrix, scopes: Sequence[tuple], roles: Sequence[str] | None = None
+) -> list[ReportSpec]:
     """Every role x scope report of the batch, in matrix order then scope order.
 
     Raises ``ParamsError`` for an unknown role or an unsafe scope id, and
@@ -266,8 +289,15 @@ def plan_reports(matrix: Matrix, scopes: Sequence[tuple],
 # --------------------------------------------------------------------------------------------
 
 
-def execute_report(notebook: Path, output: Path, parameters: dict, *, timeout: float,
-                   kernel: str = "python3", cwd: Path | None = None) -> None:
+def execute_report(
+    notebook: Path,
+    output: Path,
+    parameters: dict,
+    *,
+    timeout: float,
+    kernel: str = "python3",
+    cwd: Path | None = None,
+) -> None:
     """Execute one report notebook in a fresh kernel and write the executed notebook.
 
     This is the one place that runs a kernel: a warm kernel pool replaces this function.
@@ -291,9 +321,15 @@ def execute_report(notebook: Path, output: Path, parameters: dict, *, timeout: f
 
     try:
         papermill.execute_notebook(
-            str(notebook), str(output), parameters=parameters, kernel_name=kernel,
-            cwd=str(cwd) if cwd else None, progress_bar=False, log_output=False,
-            request_save_on_cell_execute=False, start_timeout=min(60, remaining()),
+            str(notebook),
+            str(output),
+            parameters=parameters,
+            kernel_name=kernel,
+            cwd=str(cwd) if cwd else None,
+            progress_bar=False,
+            log_output=False,
+            request_save_on_cell_execute=False,
+            start_timeout=min(60, remaining()),
             timeout_func=remaining,
         )
     except CellTimeoutError as exc:
@@ -312,14 +348,19 @@ def _exporter():
     from nbconvert import HTMLExporter
 
     return HTMLExporter(
-        template_name=TEMPLATE_NAME, extra_template_basedirs=[str(TEMPLATES)],
-        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
-        exclude_anchor_links=True, embed_images=True,
+        template_name=TEMPLATE_NAME,
+        extra_template_basedirs=[str(TEMPLATES)],
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+        exclude_anchor_links=True,
+        embed_images=True,
     )
 
 
-def export_html(executed: Path, *, title: str, period: str = "",
-                index_href: str | None = None) -> str:
+def export_html(
+    executed: Path, *, title: str, period: str = "", index_href: str | None = None
+) -> str:
     """The report page of an executed notebook: outputs and narrative, no code, no scripts.
 
     Images are embedded as ``data:`` URIs and the CSS is inline, so the page is one file.
@@ -332,12 +373,17 @@ def export_html(executed: Path, *, title: str, period: str = "",
     nb = nbformat.read(str(executed), as_version=4)
     nb, _ = TagRemovePreprocessor(
         remove_cell_tags={"remove-cell", "remove_cell"},
-        remove_all_outputs_tags={"remove-output", "remove_output"}, enabled=True,
+        remove_all_outputs_tags={"remove-output", "remove_output"},
+        enabled=True,
     ).preprocess(nb, {})
     resources = {
         "metadata": {"name": title},
-        "report": {"title": title, "period": period, "index_href": index_href,
-                   "nbconvert_version": nbconvert_version},
+        "report": {
+            "title": title,
+            "period": period,
+            "index_href": index_href,
+            "nbconvert_version": nbconvert_version,
+        },
     }
     body, _ = _exporter().from_notebook_node(nb, resources=resources)
     return body
@@ -353,26 +399,41 @@ def _render_one(job: dict) -> dict:
     period_dir = Path(job["period_dir"])
     executed = period_dir / job["notebook_path"]
     target = period_dir / job["html_path"]
-    outcome = {"status": "failed", "error": None, "seconds_execute": None,
-               "seconds_export": None, "html_bytes": None}
+    outcome = {
+        "status": "failed",
+        "error": None,
+        "seconds_execute": None,
+        "seconds_export": None,
+        "html_bytes": None,
+    }
     executed.parent.mkdir(parents=True, exist_ok=True)
     scratch = _temp_name(executed)
     with _output_to(executed.with_suffix(".log")):
         try:
             try:
                 run = execute_report if job.get("fresh_kernels", True) else _warm_execute()
-                run(Path(job["notebook"]), scratch, job["parameters"], timeout=job["timeout"],
-                    kernel=job["kernel"], cwd=Path(job["cwd"]))
+                run(
+                    Path(job["notebook"]),
+                    scratch,
+                    job["parameters"],
+                    timeout=job["timeout"],
+                    kernel=job["kernel"],
+                    cwd=Path(job["cwd"]),
+                )
             finally:
                 if scratch.exists():
                     os.replace(scratch, executed)
             outcome["seconds_execute"] = round(time.monotonic() - started, 3)
             exported = time.monotonic()
-            page = export_html(executed, title=job["title"], period=job["period"],
-                               index_href="../index.html")
+            page = export_html(
+                executed, title=job["title"], period=job["period"], index_href="../index.html"
+            )
             _write_atomic(target, page)
-            outcome.update(status="ok", seconds_export=round(time.monotonic() - exported, 3),
-                           html_bytes=target.stat().st_size)
+            outcome.update(
+                status="ok",
+                seconds_export=round(time.monotonic() - exported, 3),
+                html_bytes=target.stat().st_size,
+            )
         except Exception as exc:  # noqa: BLE001 - one report's failure is reported, never raised
             outcome["error"] = _error_line(exc)
             traceback.print_exc()
@@ -529,8 +590,10 @@ class BatchResult:
     def summary(self) -> str:
         """One line for the batch, then one line per failed report."""
         n, bad = len(self.reports), len(self.failed)
-        lines = [f"{self.period}: {n} reports, {n - bad} ok, {bad} failed in "
-                 f"{self.seconds:.1f} s -> {self.index_path}"]
+        lines = [
+            f"{self.period}: {n} reports, {n - bad} ok, {bad} failed in "
+            f"{self.seconds:.1f} s -> {self.index_path}"
+        ]
         for r in self.failed:
             kept = " (last good HTML kept)" if r.last_good_html else ""
             lines.append(f"  FAILED {r.role}/{r.scope_id}{kept}: {r.error}")
@@ -610,7 +673,7 @@ def render_batch(
     label = (Period.parse(period) if period else last_complete_month()).label
     plan_matrix = load_matrix(project_path(matrix))
     notebooks = {}
-    for role in (roles if roles is not None else plan_matrix.roles):
+    for role in roles if roles is not None else plan_matrix.roles:
         spec = plan_matrix.roles.get(role)
         if spec is None:
             raise ParamsError(f"unknown role '{role}'; {matrix} has {list(plan_matrix.roles)}")
@@ -627,8 +690,9 @@ def render_batch(
     scopes = scope_table(batch)
     specs = plan_reports(plan_matrix, scopes, roles)
     team_names = {sid: name for kind, sid, name, _ in scopes if kind == "team"}
-    group_of = {sid: team_names.get(team, team) for kind, sid, _, team in scopes
-                if kind == "rep" and team}
+    group_of = {
+        sid: team_names.get(team, team) for kind, sid, _, team in scopes if kind == "rep" and team
+    }
     period_dir.mkdir(parents=True, exist_ok=True)
     _sweep_temp_files(period_dir)
     batch.save(data_dir)  # only once the plan is valid: bad input leaves the folder as it was
@@ -643,30 +707,49 @@ def render_batch(
         "targets": str(project_path(targets).resolve()) if targets else "",
     }
     outcomes = [
-        ReportOutcome(s.role, s.scope, s.scope_id, s.scope_name, str(s.notebook),
-                      s.html_path.as_posix(), s.notebook_path.as_posix(),
-                      group=group_of.get(s.scope_id) if s.scope == "rep" else None)
+        ReportOutcome(
+            s.role,
+            s.scope,
+            s.scope_id,
+            s.scope_name,
+            str(s.notebook),
+            s.html_path.as_posix(),
+            s.notebook_path.as_posix(),
+            group=group_of.get(s.scope_id) if s.scope == "rep" else None,
+        )
         for s in specs
     ]
     jobs_in = [
         {
-            "notebook": str(notebooks[s.role].resolve()), "period_dir": str(period_dir.resolve()),
-            "html_path": str(s.html_path), "notebook_path": str(s.notebook_path),
+            "notebook": str(notebooks[s.role].resolve()),
+            "period_dir": str(period_dir.resolve()),
+            "html_path": str(s.html_path),
+            "notebook_path": str(s.notebook_path),
             "parameters": {"period": label, "scope_id": s.scope_id, **parameters},
-            "timeout": timeout, "kernel": plan_matrix.kernel, "cwd": str(cwd), "period": label,
+            "timeout": timeout,
+            "kernel": plan_matrix.kernel,
+            "cwd": str(cwd),
+            "period": label,
             "title": f"{s.scope_name} · {s.role.replace('_', ' ').capitalize()} report · {label}",
             "fresh_kernels": fresh_kernels,
         }
         for s in specs
     ]
     todo = _reuse_unchanged(batch, digests, jobs_in, outcomes, period_dir, force)
-    bar = tqdm(total=len(specs), desc=f"render {label}", unit="report", file=sys.stderr,
-               disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(specs),
+        desc=f"render {label}",
+        unit="report",
+        file=sys.stderr,
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     try:
         bar.update(len(specs) - len(todo))
         if todo:
-            _run_pool([jobs_in[i] for i in todo], [outcomes[i] for i in todo],
-                      min(jobs, len(todo)), bar)
+            _run_pool(
+                [jobs_in[i] for i in todo], [outcomes[i] for i in todo], min(jobs, len(todo)), bar
+            )
     finally:
         bar.close()
     # A reused report was audited when it was rendered; its key covers the audit's code.
@@ -677,20 +760,36 @@ def render_batch(
             o.html_sha256 = _render_cache.file_sha256(period_dir / o.html)
 
     result = BatchResult(
-        period=label, period_dir=period_dir, reports=outcomes, started_at=started,
-        finished_at=_now(), seconds=round(time.monotonic() - clock, 3),
-        fingerprint=_attr(batch, "fingerprint"), code_version=_attr(batch, "code_version"),
+        period=label,
+        period_dir=period_dir,
+        reports=outcomes,
+        started_at=started,
+        finished_at=_now(),
+        seconds=round(time.monotonic() - clock, 3),
+        fingerprint=_attr(batch, "fingerprint"),
+        code_version=_attr(batch, "code_version"),
         as_of=None if _attr(batch, "as_of") is None else str(_attr(batch, "as_of")),
     )
-    result.manifest = _manifest(result, {
-        "period": label, "source": str(shown_source), "out": str(out), "roles": list(roles or []) or
-        list(plan_matrix.roles), "jobs": jobs, "as_of": None if as_of is None else str(as_of),
-        "targets": None if targets is None else str(targets), "matrix": str(matrix),
-        "timeout_seconds": timeout, "kernel": plan_matrix.kernel,
-        "fresh_kernels": fresh_kernels, "force": force,
-    })
-    _write_atomic(result.manifest_path,
-                  redact(json.dumps(result.manifest, indent=2, default=str)) + "\n")
+    result.manifest = _manifest(
+        result,
+        {
+            "period": label,
+            "source": str(shown_source),
+            "out": str(out),
+            "roles": list(roles or []) or list(plan_matrix.roles),
+            "jobs": jobs,
+            "as_of": None if as_of is None else str(as_of),
+            "targets": None if targets is None else str(targets),
+            "matrix": str(matrix),
+            "timeout_seconds": timeout,
+            "kernel": plan_matrix.kernel,
+            "fresh_kernels": fresh_kernels,
+            "force": force,
+        },
+    )
+    _write_atomic(
+        result.manifest_path, redact(json.dumps(result.manifest, indent=2, default=str)) + "\n"
+    )
     _write_atomic(result.index_path, _index_html(result, plan_matrix))
     return result
 
@@ -742,8 +841,9 @@ def _prepare(source, label: str, as_of, targets, data_dir: Path, force: bool, hi
                 return batch, state
         except Exception:  # noqa: BLE001 - an unreadable saved batch is computed again
             pass
-    batch = prepare_batch(state["src"] or source, label, as_of=as_of, targets=targets,
-                          history_dir=history_dir)
+    batch = prepare_batch(
+        state["src"] or source, label, as_of=as_of, targets=targets, history_dir=history_dir
+    )
     if state["src"] is not None:
         batch.source = redact(str(source))  # batch.json is an output: no password in it
     return batch, state
@@ -761,8 +861,13 @@ def _inputs_key(src, source, label: str, as_of, targets) -> str:
 
     path = project_path(targets) if targets else None
     return _render_cache.inputs_key(
-        src.fingerprint, str(source), label, str(parse_as_of(as_of)),
-        str(path) if path is not None and path.is_file() else None, load_settings())
+        src.fingerprint,
+        str(source),
+        label,
+        str(parse_as_of(as_of)),
+        str(path) if path is not None and path.is_file() else None,
+        load_settings(),
+    )
 
 
 def _keys_inputs(batch, state: dict, source, label: str, as_of, targets) -> tuple[str, dict]:
@@ -775,8 +880,14 @@ def _keys_inputs(batch, state: dict, source, label: str, as_of, targets) -> tupl
     return inputs, digests
 
 
-def _reuse_unchanged(batch, digests: dict, jobs_in: list[dict], outcomes: list[ReportOutcome],
-                     period_dir: Path, force: bool) -> list[int]:
+def _reuse_unchanged(
+    batch,
+    digests: dict,
+    jobs_in: list[dict],
+    outcomes: list[ReportOutcome],
+    period_dir: Path,
+    force: bool,
+) -> list[int]:
     """Give every report its key; keep the reports whose last render has the same key.
 
     Returns the indexes of the reports still to render (all of them with ``force``).
@@ -786,17 +897,28 @@ def _reuse_unchanged(batch, digests: dict, jobs_in: list[dict], outcomes: list[R
 
     history_dir = getattr(batch, "history_dir", None) or DEFAULT_HISTORY_DIR
     batch_part = _render_cache.batch_digest(
-        batch, load_settings(), _render_cache.folder_digest(project_path(history_dir)))
+        batch, load_settings(), _render_cache.folder_digest(project_path(history_dir))
+    )
     previous = {} if force else _render_cache.previous_reports(period_dir / "manifest.json")
     todo = []
     for i, (job, o) in enumerate(zip(jobs_in, outcomes, strict=True)):
         o.key = _render_cache.report_key(
-            Path(job["notebook"]), job["parameters"], job["title"], batch_part,
-            digests.get(f"{o.scope}/{o.scope_id}", ""))
+            Path(job["notebook"]),
+            job["parameters"],
+            job["title"],
+            batch_part,
+            digests.get(f"{o.scope}/{o.scope_id}", ""),
+        )
         before = previous.get((o.role, o.scope_id))
         if _render_cache.still_good(before, o.key, period_dir):
-            for name in ("status", "seconds", "seconds_execute", "seconds_export", "html_bytes",
-                         "html_sha256"):
+            for name in (
+                "status",
+                "seconds",
+                "seconds_execute",
+                "seconds_export",
+                "html_bytes",
+                "html_sha256",
+            ):
                 setattr(o, name, before.get(name))
             o.reused = True
         else:
@@ -874,8 +996,11 @@ def _manifest(result: BatchResult, parameters: dict) -> dict:
         "code_version": result.code_version,
         "as_of": result.as_of,
         "tools": _tool_versions(),
-        "counts": {"reports": len(result.reports), "ok": len(result.reports) - len(result.failed),
-                   "failed": len(result.failed)},
+        "counts": {
+            "reports": len(result.reports),
+            "ok": len(result.reports) - len(result.failed),
+            "failed": len(result.failed),
+        },
         "reports": [asdict(r) for r in result.reports],
     }
 
@@ -918,11 +1043,18 @@ def _card(r: ReportOutcome) -> str:
     else:
         label = f'<span class="name">{name}</span>'
     badge = f'<span class="badge {"ok" if r.ok else "failed"}">{e(r.status)}</span>'
-    error = "" if r.ok else (
-        f'<div class="error">{e(r.error or "")}'
-        f'{" (the link opens the last good version)" if r.last_good_html else ""}</div>')
-    return (f'<li class="card" data-status="{e(r.status)}" data-report="{e(r.html)}">'
-            f'{label}{badge}<div class="id">{e(r.scope_id)}</div>{error}</li>')
+    error = (
+        ""
+        if r.ok
+        else (
+            f'<div class="error">{e(r.error or "")}'
+            f"{' (the link opens the last good version)' if r.last_good_html else ''}</div>"
+        )
+    )
+    return (
+        f'<li class="card" data-status="{e(r.status)}" data-report="{e(r.html)}">'
+        f'{label}{badge}<div class="id">{e(r.scope_id)}</div>{error}</li>'
+    )
 
 
 def _index_html(result: BatchResult, matrix: Matrix) -> str:
@@ -930,10 +1062,17 @@ def _index_html(result: BatchResult, matrix: Matrix) -> str:
     e = html.escape
     n, bad = len(result.reports), len(result.failed)
     parts = [
-        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>Sales reports {e(result.period)}</title>", f"<style>{_INDEX_CSS}</style>",
-        "</head>", "<body>", "<main>", f"<h1>Sales reports: {e(result.period)}</h1>",
+        f"<title>Sales reports {e(result.period)}</title>",
+        f"<style>{_INDEX_CSS}</style>",
+        "</head>",
+        "<body>",
+        "<main>",
+        f"<h1>Sales reports: {e(result.period)}</h1>",
         f'<p class="meta">{n} reports, {n - bad} ok, {bad} failed. Data as of '
         f"{e(str(result.as_of))}, rendered {e(_readable(result.finished_at))} in "
         f"{result.seconds:.0f} s. Data fingerprint {e(str(result.fingerprint))}, code "
@@ -941,8 +1080,10 @@ def _index_html(result: BatchResult, matrix: Matrix) -> str:
         '<a href="kpis.csv">kpis.csv</a> &middot; <a href="manifest.json">manifest.json</a></p>',
     ]
     if bad:
-        parts.append(f'<p class="alert">{bad} report{"s" if bad != 1 else ""} failed; where an '
-                     "earlier version exists, its link opens that last good version.</p>")
+        parts.append(
+            f'<p class="alert">{bad} report{"s" if bad != 1 else ""} failed; where an '
+            "earlier version exists, its link opens that last good version.</p>"
+        )
     for role, spec in matrix.roles.items():
         items = [r for r in result.reports if r.role == role]
         if not items:

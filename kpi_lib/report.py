@@ -258,7 +258,21 @@ class Report(SummarySections, TrendSections, DetailSections, MetaSections):
 
 
 __all__ = [
-    "ACTIVITY_TYPES", "CSS", "ROLES", "ROLE_TITLES", "TO_DATE", "Html", "Report", "bar_html",
-    "card", "delta_html", "esc", "figure_html", "html_table", "kpi_tile", "open_report",
-    "period_ticks", "sparkline_svg",
+    "ACTIVITY_TYPES",
+    "CSS",
+    "ROLES",
+    "ROLE_TITLES",
+    "TO_DATE",
+    "Html",
+    "Report",
+    "bar_html",
+    "card",
+    "delta_html",
+    "esc",
+    "figure_html",
+    "html_table",
+    "kpi_tile",
+    "open_report",
+    "period_ticks",
+    "sparkline_svg",
 ]

@@ -119,8 +119,10 @@ def run_lock(out: str | Path, what: str = "") -> Iterator[Path]:
             raise RunLocked(f"{path} is held by {holder}; not starting a second run") from None
         handle.seek(0)
         handle.truncate()
-        handle.write(f"pid {os.getpid()} ({what or 'kpi_lib'}) since "
-                     f"{datetime.now().isoformat(timespec='seconds')}\n")
+        handle.write(
+            f"pid {os.getpid()} ({what or 'kpi_lib'}) since "
+            f"{datetime.now().isoformat(timespec='seconds')}\n"
+        )
         handle.flush()
         yield path
     finally:
@@ -149,7 +151,7 @@ class RunResult:
     plan: Plan
     rendered: object | None = None  # render.BatchResult when rendered this run
     reused: bool = False
-    sent: object | None = None      # send.SendResult when digests were sent or written
+    sent: object | None = None  # send.SendResult when digests were sent or written
 
     @property
     def failed(self) -> bool:
@@ -201,28 +203,42 @@ def run(
     existing = None if rerender else _rendered(period_dir, needed)
     if existing is not None:
         result.reused = True
-        log(f"{what}: reports already rendered with data as of {existing['as_of']} "
-            f"({existing['counts']['ok']} ok); not rendering again")
+        log(
+            f"{what}: reports already rendered with data as of {existing['as_of']} "
+            f"({existing['counts']['ok']} ok); not rendering again"
+        )
     else:
         if plan.partial:  # before rendering: every notebook reads it instead of recomputing
             period_dir.mkdir(parents=True, exist_ok=True)
             _write_mtd(source, plan, targets, period_dir)
-        rendered = render_batch(label, source=source, out=str(out), jobs=jobs,
-                                as_of=plan.as_of.isoformat(), targets=targets, progress=False,
-                                matrix=matrix)
+        rendered = render_batch(
+            label,
+            source=source,
+            out=str(out),
+            jobs=jobs,
+            as_of=plan.as_of.isoformat(),
+            targets=targets,
+            progress=False,
+            matrix=matrix,
+        )
         result.rendered = rendered
         for r in rendered.reports:
             took = f" in {r.seconds:.1f} s" if r.seconds is not None else ""
             error = f": {r.error}" if r.error else ""
             log(f"{what} {r.role}/{r.scope_id} {r.status}{took}{error}")
-        log(f"{what}: {len(rendered.reports) - len(rendered.failed)} of "
-            f"{len(rendered.reports)} reports ok -> {rendered.index_path}")
+        log(
+            f"{what}: {len(rendered.reports) - len(rendered.failed)} of "
+            f"{len(rendered.reports)} reports ok -> {rendered.index_path}"
+        )
     if send:
         if result.rendered is not None and result.rendered.failed:
-            log(f"{what}: some reports failed; their recipients are not sent an incomplete "
-                "digest (the others are)")
-        result.sent = send_batch(label, out=out, recipients=recipients, smtp=smtp,
-                                 retry=retry or RetryPolicy(), log=log)
+            log(
+                f"{what}: some reports failed; their recipients are not sent an incomplete "
+                "digest (the others are)"
+            )
+        result.sent = send_batch(
+            label, out=out, recipients=recipients, smtp=smtp, retry=retry or RetryPolicy(), log=log
+        )
         log(result.sent.summary())
     return result
 

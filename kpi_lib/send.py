@@ -98,8 +98,13 @@ class SmtpSettings:
         return f"{self.host}:{self.port}"
 
 
-def smtp_settings(host: str, port: int | None = None, security: str = "none",
-                  user: str | None = None, timeout: float = 30.0) -> SmtpSettings:
+def smtp_settings(
+    host: str,
+    port: int | None = None,
+    security: str = "none",
+    user: str | None = None,
+    timeout: float = 30.0,
+) -> SmtpSettings:
     """SMTP settings with the password taken from ``KPI_SMTP_PASSWORD`` when a user is given.
 
     The port defaults by security: 465 for ``ssl``, 587 for ``starttls``, 25 otherwise.
@@ -112,7 +117,8 @@ def smtp_settings(host: str, port: int | None = None, security: str = "none",
         if not password:
             raise SmtpConfigError(
                 f"--smtp-user {user} needs the password in the environment variable "
-                f"{PASSWORD_ENV} (it is never read from a file or the command line)")
+                f"{PASSWORD_ENV} (it is never read from a file or the command line)"
+            )
     default_port = {"ssl": 465, "starttls": 587}.get(security, 25)
     return SmtpSettings(host, int(port or default_port), security, user, password, timeout)
 
@@ -152,12 +158,14 @@ class SmtpTransport:
                 smtp.close()
                 raise SmtpConfigError(
                     f"SMTP server {s.where} refused the login of user {s.user} "
-                    f"({exc.smtp_code} {_text(exc.smtp_error)})") from None
+                    f"({exc.smtp_code} {_text(exc.smtp_error)})"
+                ) from None
             except smtplib.SMTPNotSupportedError:
                 smtp.close()
                 raise SmtpConfigError(
                     f"SMTP server {s.where} offers no login (AUTH) on this connection; try "
-                    "--starttls or --ssl") from None
+                    "--starttls or --ssl"
+                ) from None
         return smtp
 
     def send(self, msg: EmailMessage, sender: str, recipient: str) -> None:
@@ -176,7 +184,8 @@ class SmtpTransport:
         except smtplib.SMTPResponseException as exc:
             self.close()
             raise (_Transient if 400 <= exc.smtp_code < 500 else _Permanent)(
-                f"{exc.smtp_code} {_text(exc.smtp_error)}") from None
+                f"{exc.smtp_code} {_text(exc.smtp_error)}"
+            ) from None
         except (TimeoutError, smtplib.SMTPException, OSError) as exc:
             self.close()
             raise _Transient(f"{type(exc).__name__}: {exc}") from None
@@ -348,8 +357,10 @@ def send_batch(
     period_dir = Path(out) / label
     data_dir = period_dir / "_data"
     if not (data_dir / "batch.json").is_file():
-        raise KpiKitError(f"no rendered batch in {period_dir} (run `python -m kpi_lib render "
-                          f"--period {label} --out {out}` first)")
+        raise KpiKitError(
+            f"no rendered batch in {period_dir} (run `python -m kpi_lib render "
+            f"--period {label} --out {out}` first)"
+        )
     batch = Batch.load(data_dir)
     people = load_recipients(recipients, batch)
     outbox = period_dir / "outbox"
@@ -369,32 +380,45 @@ def send_batch(
                 entry_key = Ledger.key(person.email, key)
                 if transport is not None and entry_key in ledger:
                     result.already_sent.append(person.email)
-                    log(f"{label} skip {person.email}: already sent "
-                        f"{ledger.entries[entry_key].get('sent_at', '')}")
+                    log(
+                        f"{label} skip {person.email}: already sent "
+                        f"{ledger.entries[entry_key].get('sent_at', '')}"
+                    )
                     continue
                 if unreachable:
                     result.failed.append((person.email, f"not attempted: {unreachable}"))
                     continue
                 try:
-                    msg = build_digest(person, batch, period_dir, pdf=pdf, sender=people.sender,
-                                       reply_to=people.reply_to, reports=reports,
-                                       figures=figures)
+                    msg = build_digest(
+                        person,
+                        batch,
+                        period_dir,
+                        pdf=pdf,
+                        sender=people.sender,
+                        reply_to=people.reply_to,
+                        reports=reports,
+                        figures=figures,
+                    )
                 except DigestError as exc:
                     result.failed.append((person.email, str(exc)))
                     log(f"{label} FAILED {person.email}: {exc}")
                     continue
                 if msg is None:
                     result.no_reports.append(person.email)
-                    log(f"{label} skip {person.email}: none of {list(person.scopes)} has a "
-                        "report this period")
+                    log(
+                        f"{label} skip {person.email}: none of {list(person.scopes)} has a "
+                        "report this period"
+                    )
                     continue
                 if auditor is None:
                     auditor = Auditor(Directory.from_batch(batch))
                 leaks = scan_message(auditor, msg, person.scopes, recipient=person.email)
                 if leaks:  # never deliver a digest that names someone outside its scopes
-                    error = "scope leak: " + ", ".join(
-                        f"{f.kind} {f.name!r} ({f.entity_id})" for f in leaks[:3]) + (
-                        f" and {len(leaks) - 3} more" if len(leaks) > 3 else "")
+                    error = (
+                        "scope leak: "
+                        + ", ".join(f"{f.kind} {f.name!r} ({f.entity_id})" for f in leaks[:3])
+                        + (f" and {len(leaks) - 3} more" if len(leaks) > 3 else "")
+                    )
                     result.failed.append((person.email, error))
                     log(f"{label} FAILED {person.email}: {error}")
                     continue
@@ -404,19 +428,28 @@ def send_batch(
                     result.sent.append(person.email)
                     log(f"{label} wrote {path} ({size / 1024:.0f} KB, {msg['X-KPI-Scopes']})")
                     continue
-                error, server_down = _deliver(transport, msg, sender, person.email, retry, sleep,
-                                            log, label)
+                error, server_down = _deliver(
+                    transport, msg, sender, person.email, retry, sleep, log, label
+                )
                 if error is None:
-                    ledger.append({
-                        "key": entry_key, "email": person.email, "batch": key,
-                        "scopes": msg["X-KPI-Scopes"].split(), "message_id": msg["Message-ID"],
-                        "data_fingerprint": batch.fingerprint, "as_of": batch.as_of,
-                        "server": smtp.where, "bytes": size,
-                        "sent_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                    })
+                    ledger.append(
+                        {
+                            "key": entry_key,
+                            "email": person.email,
+                            "batch": key,
+                            "scopes": msg["X-KPI-Scopes"].split(),
+                            "message_id": msg["Message-ID"],
+                            "data_fingerprint": batch.fingerprint,
+                            "as_of": batch.as_of,
+                            "server": smtp.where,
+                            "bytes": size,
+                            "sent_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                        }
+                    )
                     result.sent.append(person.email)
-                    log(f"{label} sent {person.email} ({size / 1024:.0f} KB, "
-                        f"{msg['X-KPI-Scopes']})")
+                    log(
+                        f"{label} sent {person.email} ({size / 1024:.0f} KB, {msg['X-KPI-Scopes']})"
+                    )
                 else:
                     result.failed.append((person.email, error))
                     log(f"{label} FAILED {person.email}: {error}")
@@ -428,8 +461,16 @@ def send_batch(
     return result
 
 
-def _deliver(transport: SmtpTransport, msg: EmailMessage, sender: str, to: str,
-             retry: RetryPolicy, sleep, log, label: str) -> tuple[str | None, bool]:
+def _deliver(
+    transport: SmtpTransport,
+    msg: EmailMessage,
+    sender: str,
+    to: str,
+    retry: RetryPolicy,
+    sleep,
+    log,
+    label: str,
+) -> tuple[str | None, bool]:
     """Send with retries: ``(None, False)`` on success, else ``(error, server_down)``.
 
     ``server_down`` is true when the retries ran out on a server-level failure (connection,
@@ -445,7 +486,6 @@ def _deliver(transport: SmtpTransport, msg: EmailMessage, sender: str, to: str,
             if attempt == retry.attempts:
                 return f"{exc} (after {attempt} attempts)", exc.server
             wait = retry.delay(attempt)
-            log(f"{label} retry {to} in {wait:g} s (attempt {attempt} of {retry.attempts}): "
-                f"{exc}")
+            log(f"{label} retry {to} in {wait:g} s (attempt {attempt} of {retry.attempts}): {exc}")
             sleep(wait)
     return "no attempt made", False

@@ -621,9 +621,15 @@ class _BadValues(Exception):
 
 def _isin(values: pd.Series, allowed: pd.Series) -> pd.Series:
     """``values.isin(allowed)`` through Arrow (pandas 3's string isin loops in Python)."""
-    found = pc.is_in(pa.array(values.astype("string"), type=pa.string()),
-                     value_set=pa.array(allowed.dropna().astype("string").unique(), type=pa.string()))
-    return pd.Series(found.to_numpy(zero_copy_only=False), index=values.index).fillna(False).astype(bool)
+    found = pc.is_in(
+        pa.array(values.astype("string"), type=pa.string()),
+        value_set=pa.array(allowed.dropna().astype("string").unique(), type=pa.string()),
+    )
+    return (
+        pd.Series(found.to_numpy(zero_copy_only=False), index=values.index)
+        .fillna(False)
+        .astype(bool)
+    )
 
 
 def _as_text(series: pd.Series) -> pd.Series:

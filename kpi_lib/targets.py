@@ -71,7 +71,11 @@ class Targets:
             if rule.get("period") == label and rule.get("scope_id") == scope_id:
                 return rule["value"]
         for rule in entry["overrides"]:
-            if rule.get("period") == label and rule.get("scope") == scope and "scope_id" not in rule:
+            if (
+                rule.get("period") == label
+                and rule.get("scope") == scope
+                and "scope_id" not in rule
+            ):
                 return rule["value"]
         return None
 
@@ -88,7 +92,11 @@ class Targets:
         Scopes that no override names share their scope default, so each distinct
         (scope, named id or not, period) is resolved once.
         """
-        named = {r["scope_id"] for r in self.entries.get(kpi, {"overrides": []})["overrides"] if "scope_id" in r}
+        named = {
+            r["scope_id"]
+            for r in self.entries.get(kpi, {"overrides": []})["overrides"]
+            if "scope_id" in r
+        }
         cache: dict[tuple, float | None] = {}
         out = []
         for scope, scope_id, start in index:
@@ -100,7 +108,9 @@ class Targets:
 
     def scope_ids(self) -> set[str]:
         """Every scope_id an override names (checked against the data by the cube)."""
-        return {r["scope_id"] for e in self.entries.values() for r in e["overrides"] if "scope_id" in r}
+        return {
+            r["scope_id"] for e in self.entries.values() for r in e["overrides"] if "scope_id" in r
+        }
 
 
 def load_targets(targets: str | Path | dict | Targets | None) -> Targets:

@@ -65,8 +65,9 @@ def load_remote(source, fx: dict | None, as_of=None) -> Source:
         try:
             con = ibis.connect(reveal(source))
         except Exception as exc:  # drivers raise their own types; all mean "cannot connect"
-            raise SourceError(redact(
-                f"cannot connect to {location}: {type(exc).__name__}: {exc}")) from None
+            raise SourceError(
+                redact(f"cannot connect to {location}: {type(exc).__name__}: {exc}")
+            ) from None
     try:
         present = set(con.list_tables())
     except Exception as exc:

@@ -24,15 +24,28 @@ RECIPIENTS = {
     "sender": "Sales KPI Kit <kpi-reports@example.com>",
     "recipients": [
         {"email": "ceo@example.com", "name": "Dana Whitfield", "role": "executive"},
-        {"email": "nae@example.com", "name": "Grace Okafor", "role": "manager",
-         "team_id": "na-ent", "scopes": ["na-ent", "R001"]},
+        {
+            "email": "nae@example.com",
+            "name": "Grace Okafor",
+            "role": "manager",
+            "team_id": "na-ent",
+            "scopes": ["na-ent", "R001"],
+        },
         {"email": "r001@example.com", "name": "Javier Dubois", "role": "rep", "rep_id": "R001"},
-        {"email": "emm@example.com", "name": "Jonas Lindqvist", "role": "manager",
-         "team_id": "emea-mm"},
+        {
+            "email": "emm@example.com",
+            "name": "Jonas Lindqvist",
+            "role": "manager",
+            "team_id": "emea-mm",
+        },
     ],
 }
-GRANTED = {"ceo@example.com": {"all"}, "nae@example.com": {"na-ent", "R001"},
-           "r001@example.com": {"R001"}, "emm@example.com": {"emea-mm"}}
+GRANTED = {
+    "ceo@example.com": {"all"},
+    "nae@example.com": {"na-ent", "R001"},
+    "r001@example.com": {"R001"},
+    "emm@example.com": {"emea-mm"},
+}
 
 
 def build_batch(folder: Path, period: str = PERIOD, as_of: str = AS_OF) -> Path:
@@ -55,9 +68,11 @@ def write_stand_ins(period_dir: Path, batch) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(
             f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>'
-            f"{html.escape(s.name)}</title></head><body><h1 data-scope=\"{s.scope_id}\">"
+            f'{html.escape(s.name)}</title></head><body><h1 data-scope="{s.scope_id}">'
             f"Report: {html.escape(s.name)}</h1><p>Stand-in report of {s.scope_id}.</p>"
-            "</body></html>", encoding="utf-8")
+            "</body></html>",
+            encoding="utf-8",
+        )
 
 
 def copy_batch(template: Path, folder: Path) -> Path:

@@ -55,15 +55,42 @@ def throwaway_postgres(password: str | None = None, **settings: str) -> Iterator
         os.chmod(root, 0o777)
         for path in (root, *root.iterdir()):
             shutil.chown(path, "nobody")
-    subprocess.run([*user, str(PG_BIN / "initdb"), "-D", str(data), "-U", "kpi", *auth,
-                    "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *user,
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "kpi",
+            *auth,
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+    )
     if password is not None:
         (root / "pw").unlink()
     port = free_port()
     options = " ".join(f"-c {name}={value}" for name, value in settings.items())
-    subprocess.run([*user, str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "log"),
-                    "-w", "-o", f"-h 127.0.0.1 -p {port} -k {root} -F {options}", "start"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            *user,
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(root / "log"),
+            "-w",
+            "-o",
+            f"-h 127.0.0.1 -p {port} -k {root} -F {options}",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     pid = int((data / "postmaster.pid").read_text().split()[0])
     secret = f":{password}" if password is not None else ""
     try:

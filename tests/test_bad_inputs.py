@@ -342,82 +342,195 @@ _NB = "notebooks/executive.ipynb"
 # (id, command, files written into the project (``src/...`` replaces a source table), words)
 RUN_CASES = [
     # files
-    ("render-missing-table", "render", {"src/opportunities.csv": None},
-     ["opportunities", "missing"]),
-    ("render-bad-date", "render", {"src/" + k: v for k, v in opps(
-        "O1,r1,2026-13-45,Open,false,false,,10,USD").items()}, ["created_at", "not a date"]),
-    ("render-duplicate-key", "render", {"src/" + k: v for k, v in opps(
-        "O1,r1,2026-09-01,Open,false,false,,10,USD",
-        "O1,r2,2026-09-02,Open,false,false,,10,USD").items()}, ["duplicate opportunity_id", "O1"]),
-    ("render-unknown-owner", "render", {"src/" + k: v for k, v in opps(
-        "O1,r9,2026-09-01,Open,false,false,,10,USD").items()}, ["owner_rep_id", "r9"]),
-    ("render-amount-not-a-number", "render", {"src/" + k: v for k, v in opps(
-        'O1,r1,2026-09-01,Open,false,false,,"$1,200",USD').items()}, ["amount", "$1,200"]),
+    (
+        "render-missing-table",
+        "render",
+        {"src/opportunities.csv": None},
+        ["opportunities", "missing"],
+    ),
+    (
+        "render-bad-date",
+        "render",
+        {"src/" + k: v for k, v in opps("O1,r1,2026-13-45,Open,false,false,,10,USD").items()},
+        ["created_at", "not a date"],
+    ),
+    (
+        "render-duplicate-key",
+        "render",
+        {
+            "src/" + k: v
+            for k, v in opps(
+                "O1,r1,2026-09-01,Open,false,false,,10,USD",
+                "O1,r2,2026-09-02,Open,false,false,,10,USD",
+            ).items()
+        },
+        ["duplicate opportunity_id", "O1"],
+    ),
+    (
+        "render-unknown-owner",
+        "render",
+        {"src/" + k: v for k, v in opps("O1,r9,2026-09-01,Open,false,false,,10,USD").items()},
+        ["owner_rep_id", "r9"],
+    ),
+    (
+        "render-amount-not-a-number",
+        "render",
+        {"src/" + k: v for k, v in opps('O1,r1,2026-09-01,Open,false,false,,"$1,200",USD').items()},
+        ["amount", "$1,200"],
+    ),
     ("render-empty-file", "render", {"src/teams.csv": ""}, ["teams.csv", "cannot read"]),
-    ("render-not-utf8", "render", {"src/teams.csv": "team_id,team_name\neast,Ost\xe9\n".encode(
-        "latin-1")}, ["teams.csv", "cannot read"]),
+    (
+        "render-not-utf8",
+        "render",
+        {"src/teams.csv": "team_id,team_name\neast,Ost\xe9\n".encode("latin-1")},
+        ["teams.csv", "cannot read"],
+    ),
     ("render-source-missing", "render --source nowhere", {}, ["nowhere", "does not exist"]),
-    ("render-source-not-a-source", "render --source notes.txt", {"notes.txt": "hello"},
-     ["notes.txt", "expected a folder"]),
-    ("render-source-yaml-path-and-url", "render --source src.yaml",
-     {"src.yaml": "path: src\nurl: duckdb:///x.duckdb\n"}, ["src.yaml", "exactly one of"]),
-    ("render-id-that-is-a-path", "render",
-     {"src/reps.csv": "rep_id,rep_name,team_id\nr1,Ann,east\nr2,Bob,east\n../../etc,Eve,east\n"},
-     ["../../etc", "cannot name a report file"]),
-    ("render-id-that-is-python", "render",
-     {"src/teams.csv": "team_id,team_name\neast,East\n\"x'); import os; ('\",West\n"},
-     ["import os", "cannot name a report file"]),
+    (
+        "render-source-not-a-source",
+        "render --source notes.txt",
+        {"notes.txt": "hello"},
+        ["notes.txt", "expected a folder"],
+    ),
+    (
+        "render-source-yaml-path-and-url",
+        "render --source src.yaml",
+        {"src.yaml": "path: src\nurl: duckdb:///x.duckdb\n"},
+        ["src.yaml", "exactly one of"],
+    ),
+    (
+        "render-id-that-is-a-path",
+        "render",
+        {"src/reps.csv": "rep_id,rep_name,team_id\nr1,Ann,east\nr2,Bob,east\n../../etc,Eve,east\n"},
+        ["../../etc", "cannot name a report file"],
+    ),
+    (
+        "render-id-that-is-python",
+        "render",
+        {"src/teams.csv": "team_id,team_name\neast,East\n\"x'); import os; ('\",West\n"},
+        ["import os", "cannot name a report file"],
+    ),
     # params YAML
-    ("targets-not-yaml", "render --targets targets.yaml", {"targets.yaml": "revenue: [1,\n"},
-     ["targets.yaml", "not valid YAML"]),
+    (
+        "targets-not-yaml",
+        "render --targets targets.yaml",
+        {"targets.yaml": "revenue: [1,\n"},
+        ["targets.yaml", "not valid YAML"],
+    ),
     ("targets-missing", "render --targets nothere.yaml", {}, ["nothere.yaml", "does not exist"]),
-    ("targets-not-a-mapping", "render --targets targets.yaml", {"targets.yaml": "- 1\n- 2\n"},
-     ["targets.yaml", "mapping"]),
-    ("targets-unknown-kpi", "render --targets targets.yaml",
-     {"targets.yaml": "revenu: {default: 1000}\n"}, ["targets.yaml", "revenu"]),
-    ("matrix-unknown-scope-kind", "render",
-     _matrix(f"  x: {{notebook: {_NB}, scope: region}}\n"), ["reports.yaml", "region"]),
-    ("matrix-notebook-missing", "render",
-     _matrix("  x: {notebook: notebooks/none.ipynb, scope: company}\n"),
-     ["reports.yaml", "none.ipynb", "not found"]),
-    ("matrix-zero-timeout", "render",
-     _matrix(f"  x: {{notebook: {_NB}, scope: company}}\n", "timeout_seconds: 0\n"),
-     ["reports.yaml", "timeout_seconds"]),
-    ("matrix-scope-not-in-data", "render",
-     _matrix(f"  x: {{notebook: {_NB}, scope: team, scope_ids: [north]}}\n"),
-     ["north", "not active"]),
-    ("matrix-unsafe-scope-id", "render",
-     _matrix(f"  x: {{notebook: {_NB}, scope: rep, scope_ids: ['../r1']}}\n"),
-     ["../r1", "cannot name a report file"]),
+    (
+        "targets-not-a-mapping",
+        "render --targets targets.yaml",
+        {"targets.yaml": "- 1\n- 2\n"},
+        ["targets.yaml", "mapping"],
+    ),
+    (
+        "targets-unknown-kpi",
+        "render --targets targets.yaml",
+        {"targets.yaml": "revenu: {default: 1000}\n"},
+        ["targets.yaml", "revenu"],
+    ),
+    (
+        "matrix-unknown-scope-kind",
+        "render",
+        _matrix(f"  x: {{notebook: {_NB}, scope: region}}\n"),
+        ["reports.yaml", "region"],
+    ),
+    (
+        "matrix-notebook-missing",
+        "render",
+        _matrix("  x: {notebook: notebooks/none.ipynb, scope: company}\n"),
+        ["reports.yaml", "none.ipynb", "not found"],
+    ),
+    (
+        "matrix-zero-timeout",
+        "render",
+        _matrix(f"  x: {{notebook: {_NB}, scope: company}}\n", "timeout_seconds: 0\n"),
+        ["reports.yaml", "timeout_seconds"],
+    ),
+    (
+        "matrix-scope-not-in-data",
+        "render",
+        _matrix(f"  x: {{notebook: {_NB}, scope: team, scope_ids: [north]}}\n"),
+        ["north", "not active"],
+    ),
+    (
+        "matrix-unsafe-scope-id",
+        "render",
+        _matrix(f"  x: {{notebook: {_NB}, scope: rep, scope_ids: ['../r1']}}\n"),
+        ["../r1", "cannot name a report file"],
+    ),
     # recipients
     ("recipients-missing", "send --recipients nobody.yaml", {}, ["nobody.yaml", "not found"]),
-    ("recipients-not-yaml", "send", {"recipients.yaml": "recipients: [\n"},
-     ["recipients.yaml", "not valid YAML"]),
-    ("recipients-bad-email", "send", _people("{email: ann-at-example, name: Ann, role: executive}"),
-     ["ann-at-example", "not an email address"]),
-    ("recipients-duplicate", "send", _people(
-        "{email: a@example.com, name: A, role: executive}",
-        "{email: A@example.com, name: B, role: executive}"), ["duplicate address"]),
-    ("recipients-unknown-role", "send", _people("{email: a@example.com, name: A, role: cfo}"),
-     ["role 'cfo'"]),
-    ("recipients-manager-without-team", "send",
-     _people("{email: a@example.com, name: A, role: manager}"), ["needs 'team_id:'"]),
-    ("recipients-rep-sees-another-rep", "send",
-     _people("{email: a@example.com, name: A, role: rep, rep_id: r1, scopes: [r1, r2]}"),
-     ["may only see their own report", "r2"]),
-    ("recipients-manager-sees-company", "send",
-     _people("{email: a@example.com, name: A, role: manager, team_id: east, scopes: [all]}"),
-     ["may not see scope 'all'"]),
-    ("recipients-unknown-scope", "send",
-     _people("{email: a@example.com, name: A, role: executive, scopes: [west]}"),
-     ["unknown scopes", "west"]),
-    ("recipients-unknown-rep", "send",
-     _people("{email: a@example.com, name: A, role: rep, rep_id: r7}"), ["r7", "not a rep"]),
-    ("recipients-header-injection", "send",
-     _people('{email: a@example.com, name: "A\\nBcc: evil@example.com", role: executive}'),
-     ["one line"]),
-    ("smtp-user-without-password", "send --smtp-host 127.0.0.1 --smtp-user ops", {},
-     ["KPI_SMTP_PASSWORD"]),
+    (
+        "recipients-not-yaml",
+        "send",
+        {"recipients.yaml": "recipients: [\n"},
+        ["recipients.yaml", "not valid YAML"],
+    ),
+    (
+        "recipients-bad-email",
+        "send",
+        _people("{email: ann-at-example, name: Ann, role: executive}"),
+        ["ann-at-example", "not an email address"],
+    ),
+    (
+        "recipients-duplicate",
+        "send",
+        _people(
+            "{email: a@example.com, name: A, role: executive}",
+            "{email: A@example.com, name: B, role: executive}",
+        ),
+        ["duplicate address"],
+    ),
+    (
+        "recipients-unknown-role",
+        "send",
+        _people("{email: a@example.com, name: A, role: cfo}"),
+        ["role 'cfo'"],
+    ),
+    (
+        "recipients-manager-without-team",
+        "send",
+        _people("{email: a@example.com, name: A, role: manager}"),
+        ["needs 'team_id:'"],
+    ),
+    (
+        "recipients-rep-sees-another-rep",
+        "send",
+        _people("{email: a@example.com, name: A, role: rep, rep_id: r1, scopes: [r1, r2]}"),
+        ["may only see their own report", "r2"],
+    ),
+    (
+        "recipients-manager-sees-company",
+        "send",
+        _people("{email: a@example.com, name: A, role: manager, team_id: east, scopes: [all]}"),
+        ["may not see scope 'all'"],
+    ),
+    (
+        "recipients-unknown-scope",
+        "send",
+        _people("{email: a@example.com, name: A, role: executive, scopes: [west]}"),
+        ["unknown scopes", "west"],
+    ),
+    (
+        "recipients-unknown-rep",
+        "send",
+        _people("{email: a@example.com, name: A, role: rep, rep_id: r7}"),
+        ["r7", "not a rep"],
+    ),
+    (
+        "recipients-header-injection",
+        "send",
+        _people('{email: a@example.com, name: "A\\nBcc: evil@example.com", role: executive}'),
+        ["one line"],
+    ),
+    (
+        "smtp-user-without-password",
+        "send --smtp-host 127.0.0.1 --smtp-user ops",
+        {},
+        ["KPI_SMTP_PASSWORD"],
+    ),
     # periods
     ("render-month-13", "render --period 2026-13", {}, ["2026-13"]),
     ("render-quarter-5", "render --period 2026-Q5", {}, ["2026-Q5"]),
@@ -438,12 +551,15 @@ def good_batch(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("good")
     write(folder / "src", {})
     period_dir = folder / "reports" / PERIOD
-    prepare_batch(str(folder / "src"), PERIOD, out_dir=period_dir / "_data", as_of="2026-11-28",
-                  targets=None)
-    for name, text in {"executive/all.html": "<!DOCTYPE html><html>good</html>",
-                       "index.html": "<!DOCTYPE html><html>index</html>",
-                       "manifest.json": "{\"reports\": []}",
-                       "outbox/ceo@example.com.eml": "x"}.items():
+    prepare_batch(
+        str(folder / "src"), PERIOD, out_dir=period_dir / "_data", as_of="2026-11-28", targets=None
+    )
+    for name, text in {
+        "executive/all.html": "<!DOCTYPE html><html>good</html>",
+        "index.html": "<!DOCTYPE html><html>index</html>",
+        "manifest.json": '{"reports": []}',
+        "outbox/ceo@example.com.eml": "x",
+    }.items():
         (period_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (period_dir / name).write_text(text)
     (folder / "recipients.yaml").write_text(RECIPIENTS_OK)
@@ -451,8 +567,10 @@ def good_batch(tmp_path_factory) -> Path:
 
 
 def _snapshot(root: Path) -> dict[str, bytes | None]:
-    return {p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() else None)
-            for p in sorted(root.rglob("*"))}
+    return {
+        p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() else None)
+        for p in sorted(root.rglob("*"))
+    }
 
 
 def _argv(command: str) -> list[str]:
@@ -473,10 +591,12 @@ def _argv(command: str) -> list[str]:
     return argv
 
 
-@pytest.mark.parametrize(("command", "files", "words"), [c[1:] for c in RUN_CASES],
-                         ids=[c[0] for c in RUN_CASES])
+@pytest.mark.parametrize(
+    ("command", "files", "words"), [c[1:] for c in RUN_CASES], ids=[c[0] for c in RUN_CASES]
+)
 def test_bad_input_to_a_run_is_exit_2_named_and_leaves_reports_unchanged(
-        tmp_path, good_batch, capsys, monkeypatch, command, files, words):
+    tmp_path, good_batch, capsys, monkeypatch, command, files, words
+):
     folder = shutil.copytree(good_batch, tmp_path / "project")
     (folder / "none.yaml").write_text("{}\n")  # an empty targets file: no targets
     for name, content in files.items():

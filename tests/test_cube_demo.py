@@ -9,7 +9,9 @@ from kpi_lib.demo import generate_demo_tables
 
 # Flows (counts, sums) and balances (open deals, pipeline) both add up from teams to the company.
 ADDITIVE = [k.name for k in REGISTRY.values() if k.additive and not k.per_stage] + [
-    "open_at_start", "pipeline_amount", "weighted_pipeline",
+    "open_at_start",
+    "pipeline_amount",
+    "weighted_pipeline",
 ]
 
 
@@ -25,7 +27,9 @@ def cube(request, demo):
 
 def wide(cube, scope):
     part = cube[cube["scope"] == scope]
-    return part.pivot_table(index=["period", "scope_id"], columns="kpi", values="value", dropna=False)
+    return part.pivot_table(
+        index=["period", "scope_id"], columns="kpi", values="value", dropna=False
+    )
 
 
 def test_cube_has_every_kpi_for_every_scope_and_period(cube, demo):
@@ -53,7 +57,9 @@ def test_team_figures_add_up_to_the_company(cube, kpi):
     assert np.allclose(teams.reindex(company.index), company)
 
 
-@pytest.mark.parametrize("kpi", ["activities", "activities_call", "revenue", "deals_won", "qualified_leads"])
+@pytest.mark.parametrize(
+    "kpi", ["activities", "activities_call", "revenue", "deals_won", "qualified_leads"]
+)
 def test_rep_figures_add_up_to_their_team(cube, demo, kpi):
     team_of = demo.frame("reps").set_index("rep_id")["team_id"]
     reps = wide(cube, "rep")[kpi].reset_index()
@@ -78,6 +84,8 @@ def test_churn_is_one_minus_retention(cube, scope):
 def test_rates_are_shares_and_nothing_is_infinite(cube):
     values = cube["value"].dropna()
     assert np.isfinite(values).all()
-    rates = cube[cube["kpi"].isin(["win_rate", "lead_conversion_rate", "retention_rate", "churn_rate"])
-                 | cube["kpi"].str.startswith("stage_conversion:")]["value"].dropna()
+    rates = cube[
+        cube["kpi"].isin(["win_rate", "lead_conversion_rate", "retention_rate", "churn_rate"])
+        | cube["kpi"].str.startswith("stage_conversion:")
+    ]["value"].dropna()
     assert rates.between(0, 1).all()

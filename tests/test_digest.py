@@ -75,14 +75,21 @@ def test_the_digest_nests_alternative_in_related_in_mixed(digests):
     assert {p.get_content_type() for p in related[1:]} == {"image/png"}
     assert 2 <= len(related) - 1 <= 3
     assert [p.get_content_type() for p in top[1:]] == [
-        "text/html", "application/pdf", "text/html", "application/pdf"]
+        "text/html",
+        "application/pdf",
+        "text/html",
+        "application/pdf",
+    ]
 
 
 def test_every_cid_in_the_html_has_its_image_part_and_every_image_is_referenced(digests):
     for msg in digests.values():
         cids = set(re.findall(r'src="cid:([^"]+)"', html_body(msg)))
-        parts = {p["Content-ID"].strip("<>"): p for p in msg.walk()
-                 if p.get_content_type() == "image/png"}
+        parts = {
+            p["Content-ID"].strip("<>"): p
+            for p in msg.walk()
+            if p.get_content_type() == "image/png"
+        }
         assert cids == set(parts) and len(cids) >= 2
         for part in parts.values():
             assert part.get_content_disposition() == "inline"
@@ -111,7 +118,8 @@ def test_subject_names_the_period_and_the_scope(digests):
     assert digests["ceo@example.com"]["Subject"] == "Sales KPIs October 2026 — Company"
     assert digests["emm@example.com"]["Subject"] == "Sales KPIs October 2026 — EMEA Mid-Market"
     assert digests["nae@example.com"]["Subject"] == (
-        "Sales KPIs October 2026 — North America Enterprise + 1 more")
+        "Sales KPIs October 2026 — North America Enterprise + 1 more"
+    )
 
 
 def test_tiles_show_value_target_status_and_change_from_the_cube(digests, batch):
@@ -135,8 +143,14 @@ def test_each_recipient_gets_their_scopes_and_nothing_else(digests, batch):
     for email, msg in digests.items():
         granted = GRANTED[email]
         files = attachments(msg)
-        scopes_in_files = {re.fullmatch(r"sales-kpis-2026-10-(?:executive|manager|rep)-(.+)"
-                                        r"\.(?:html|pdf)", f)[1] for f in files}
+        scopes_in_files = {
+            re.fullmatch(
+                r"sales-kpis-2026-10-(?:executive|manager|rep)-(.+)"
+                r"\.(?:html|pdf)",
+                f,
+            )[1]
+            for f in files
+        }
         assert scopes_in_files == granted, email
         for name, data in files.items():
             if name.endswith(".html"):
@@ -163,21 +177,23 @@ def test_a_rep_digest_names_no_other_rep(digests, batch):
 def test_the_html_attachment_is_the_report_and_the_pdf_is_a_pdf(digests, period_dir):
     files = attachments(digests["emm@example.com"])
     assert files["sales-kpis-2026-10-manager-emea-mm.html"] == (
-        period_dir / "manager" / "emea-mm.html").read_text(encoding="utf-8")
+        period_dir / "manager" / "emea-mm.html"
+    ).read_text(encoding="utf-8")
     assert files["sales-kpis-2026-10-manager-emea-mm.pdf"].startswith(b"%PDF")
 
 
-def test_crm_strings_are_escaped_in_the_body_and_kept_out_of_header_lines(
-        period_dir, batch, pdf):
+def test_crm_strings_are_escaped_in_the_body_and_kept_out_of_header_lines(period_dir, batch, pdf):
     evil = "<script>alert(1)</script> & <b>Co</b>\r\nBcc: spy@example.com"
     teams = batch.teams.copy()
     teams.loc[teams["team_id"] == "emea-mm", "team_name"] = evil
     hacked = dataclasses.replace(batch, teams=teams)
-    person = Recipient("m@example.com", "Jonas\nBcc: spy@example.com", "manager",
-                       ("emea-mm",), team_id="emea-mm")
+    person = Recipient(
+        "m@example.com", "Jonas\nBcc: spy@example.com", "manager", ("emea-mm",), team_id="emea-mm"
+    )
     reports = locate_reports(period_dir, hacked)
-    msg = build_digest(person, hacked, period_dir, pdf=pdf, sender="K <k@example.com>",
-                       reports=reports)
+    msg = build_digest(
+        person, hacked, period_dir, pdf=pdf, sender="K <k@example.com>", reports=reports
+    )
     raw = msg.as_bytes()
     body = msg.get_body(("html",)).get_content()
     assert "<script>" not in body and "&lt;script&gt;alert(1)&lt;/script&gt; &amp;" in body
@@ -194,9 +210,23 @@ def test_a_failed_report_fails_that_recipients_digest(period_dir, batch, pdf, tm
 
     copy = tmp_path / "2026-10"
     shutil.copytree(period_dir, copy)
-    (copy / "manifest.json").write_text(json.dumps({"reports": [
-        {"role": "rep", "scope": "rep", "scope_id": "R001", "scope_name": "Javier Dubois",
-         "html": "rep/R001.html", "status": "failed", "error": "NameError: x"}]}))
+    (copy / "manifest.json").write_text(
+        json.dumps(
+            {
+                "reports": [
+                    {
+                        "role": "rep",
+                        "scope": "rep",
+                        "scope_id": "R001",
+                        "scope_name": "Javier Dubois",
+                        "html": "rep/R001.html",
+                        "status": "failed",
+                        "error": "NameError: x",
+                    }
+                ]
+            }
+        )
+    )
     person = Recipient("r@example.com", "J", "rep", ("R001",), rep_id="R001")
     with pytest.raises(DigestError, match="report rep/R001 did not render"):
         build_digest(person, batch, copy, pdf=pdf, sender="k@example.com")

@@ -43,7 +43,7 @@ AS_OF = "2026-11-05"
 FAULTS_SURVIVED: list[str] = []
 
 # Loaded by every Python process of the run (CLI, pool workers, kernels) through PYTHONPATH.
-SITECUSTOMIZE = '''
+SITECUSTOMIZE = """
 import os, time
 _FILE = os.environ.get("KPI_FAULT_FILE")
 if _FILE:
@@ -60,26 +60,35 @@ if _FILE:
         return _replace(src, dst, *args, **kwargs)
 
     os.replace = _stalled_replace
-'''
+"""
 
 
 def stand_in_notebook(path: Path, extra_cell: str = "") -> Path:
     """A small report notebook: parameters, a heading, the scope and run, a chart."""
     cells = [
-        new_code_cell('period: str = ""\nscope_id: str = "all"\nsource: str = ""\n'
-                      'batch_dir: str = ""\ntargets: str = ""', metadata={"tags": ["parameters"]}),
+        new_code_cell(
+            'period: str = ""\nscope_id: str = "all"\nsource: str = ""\n'
+            'batch_dir: str = ""\ntargets: str = ""',
+            metadata={"tags": ["parameters"]},
+        ),
         new_markdown_cell("# Stand-in report"),
     ]
     if extra_cell:
         cells.append(new_code_cell(extra_cell))
-    cells.append(new_code_cell(
-        "import os\nimport matplotlib\nmatplotlib.use('agg')\nimport matplotlib.pyplot as plt\n"
-        "from IPython.display import HTML, display\n"
-        "display(HTML(f\"<p class='who'>{scope_id} run={os.environ.get('KPI_TEST_RUN')}</p>\"))\n"
-        "fig, ax = plt.subplots(figsize=(2, 1))\nax.plot([1, 3, 2])\ndisplay(fig)\nplt.close(fig)"
-    ))
-    nb = new_notebook(cells=cells, metadata={"kernelspec": {
-        "name": "python3", "display_name": "Python 3", "language": "python"}})
+    cells.append(
+        new_code_cell(
+            "import os\nimport matplotlib\nmatplotlib.use('agg')\nimport matplotlib.pyplot as plt\n"
+            "from IPython.display import HTML, display\n"
+            "display(HTML(f\"<p class='who'>{scope_id} run={os.environ.get('KPI_TEST_RUN')}</p>\"))\n"
+            "fig, ax = plt.subplots(figsize=(2, 1))\nax.plot([1, 3, 2])\ndisplay(fig)\nplt.close(fig)"
+        )
+    )
+    nb = new_notebook(
+        cells=cells,
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path
@@ -97,8 +106,7 @@ def project(folder: Path, roles: dict, notebook_cell: str = "") -> Path:
 
 ROLES = {
     "executive": {"notebook": "notebooks/stand_in.ipynb", "scope": "company"},
-    "rep": {"notebook": "notebooks/stand_in.ipynb", "scope": "rep",
-            "scope_ids": ["R001", "R002"]},
+    "rep": {"notebook": "notebooks/stand_in.ipynb", "scope": "rep", "scope_ids": ["R001", "R002"]},
 }
 REPORTS = ["executive/all.html", "rep/R001.html", "rep/R002.html"]
 
@@ -107,8 +115,9 @@ REPORTS = ["executive/all.html", "rep/R001.html", "rep/R002.html"]
 def demo_source(tmp_path_factory) -> Path:
     from kpi_lib.demo import write_demo_data
 
-    return write_demo_data(tmp_path_factory.mktemp("demo") / "demo.duckdb", end=PERIOD, seed=7,
-                           scale=0.2)
+    return write_demo_data(
+        tmp_path_factory.mktemp("demo") / "demo.duckdb", end=PERIOD, seed=7, scale=0.2
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -119,21 +128,46 @@ def demo_source(tmp_path_factory) -> Path:
 class Run:
     """``python -m kpi_lib render`` in ``folder``, started in a session of its own."""
 
-    def __init__(self, folder: Path, source: Path, run: int, fault: str | None = None,
-                 force: bool = True):
+    def __init__(
+        self, folder: Path, source: Path, run: int, fault: str | None = None, force: bool = True
+    ):
         self.token = uuid.uuid4().hex
         self.mark = folder / f"fault-{self.token}"
-        env = {**os.environ, "KPI_TEST_RUN": str(run), "KPI_FAULT_TOKEN": self.token,
-               "PYTHONPATH": os.pathsep.join(
-                   [str(folder / "hooks"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+        env = {
+            **os.environ,
+            "KPI_TEST_RUN": str(run),
+            "KPI_FAULT_TOKEN": self.token,
+            "PYTHONPATH": os.pathsep.join(
+                [str(folder / "hooks"), os.environ.get("PYTHONPATH", "")]
+            ).rstrip(os.pathsep),
+        }
         if fault:
             env |= {"KPI_FAULT_FILE": fault, "KPI_FAULT_MARK": str(self.mark)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kpi_lib", "render", "--period", PERIOD, "--source",
-             str(source), "--out", "reports", "--as-of", AS_OF, "--jobs", "2",
-             *(["--force"] if force and FORCE else [])],
-            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "kpi_lib",
+                "render",
+                "--period",
+                PERIOD,
+                "--source",
+                str(source),
+                "--out",
+                "reports",
+                "--as-of",
+                AS_OF,
+                "--jobs",
+                "2",
+                *(["--force"] if force and FORCE else []),
+            ],
+            cwd=folder,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
 
     def finish(self, timeout: float = 300) -> tuple[int, str]:
         _, err = self.proc.communicate(timeout=timeout)
@@ -209,8 +243,11 @@ def tagged(token: str) -> set[int]:
 
 def visible_files(root: Path) -> list[Path]:
     """Files a reader sees: none of their path parts starts with a dot."""
-    return [p for p in root.rglob("*") if p.is_file()
-            and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+    return [
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    ]
 
 
 def assert_every_visible_file_is_whole(root: Path) -> None:
@@ -247,7 +284,8 @@ def assert_batch_complete(period_dir: Path, run: int | None = None) -> None:
 
 @pytest.mark.slow
 def test_a_batch_killed_at_random_and_named_points_keeps_good_reports_and_reruns(
-        tmp_path, demo_source):
+    tmp_path, demo_source
+):
     folder = project(tmp_path, ROLES)
     period_dir = folder / "reports" / PERIOD
     started = time.monotonic()
@@ -303,16 +341,24 @@ def test_a_batch_killed_at_random_and_named_points_keeps_good_reports_and_reruns
 
 @pytest.mark.slow
 def test_a_report_that_raises_one_whose_kernel_dies_and_one_that_hangs_fail_alone(
-        tmp_path, demo_source):
+    tmp_path, demo_source
+):
     """One batch, three broken reports, two good ones: exit 1, each error in index, manifest
     and log, the good reports rendered."""
-    cell = ('import os, time\n'
-            'if scope_id == "R001":\n    raise RuntimeError("deliberate failure for R001")\n'
-            'if scope_id == "R002":\n    os._exit(3)\n'
-            'if scope_id == "R003":\n    time.sleep(600)')
-    roles = {"executive": {"notebook": "notebooks/stand_in.ipynb", "scope": "company"},
-             "rep": {"notebook": "notebooks/stand_in.ipynb", "scope": "rep",
-                     "scope_ids": ["R001", "R002", "R003", "R004"]}}
+    cell = (
+        "import os, time\n"
+        'if scope_id == "R001":\n    raise RuntimeError("deliberate failure for R001")\n'
+        'if scope_id == "R002":\n    os._exit(3)\n'
+        'if scope_id == "R003":\n    time.sleep(600)'
+    )
+    roles = {
+        "executive": {"notebook": "notebooks/stand_in.ipynb", "scope": "company"},
+        "rep": {
+            "notebook": "notebooks/stand_in.ipynb",
+            "scope": "rep",
+            "scope_ids": ["R001", "R002", "R003", "R004"],
+        },
+    }
     folder = project(tmp_path, roles, cell)
     params = yaml.safe_load((folder / "params" / "reports.yaml").read_text())
     params["timeout_seconds"] = 25

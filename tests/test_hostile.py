@@ -30,7 +30,7 @@ PAYLOADS = [
     '"><svg onload=alert(1)>',
     '<img src=x onerror="window.__xss=1">',
     "<script>window.__xss=1</script>",
-    "'\"><iframe srcdoc=\"<script>parent.__xss=1</script>\">",
+    '\'"><iframe srcdoc="<script>parent.__xss=1</script>">',
 ]
 INPUTS_TRIED: list[str] = []
 
@@ -49,8 +49,11 @@ def hostile_tables() -> dict:
     teams["team_name"] = [hostile(n, i) for i, n in enumerate(teams["team_name"])]
     reps["rep_name"] = [hostile(n, i + 1) for i, n in enumerate(reps["rep_name"])]
     accounts["account_name"] = [hostile(n, i + 2) for i, n in enumerate(accounts["account_name"])]
-    stages = {"Proposal": hostile("Proposal", 3), "Demo": hostile("Demo", 0),
-              "Negotiation": hostile("Negotiation", 2)}
+    stages = {
+        "Proposal": hostile("Proposal", 3),
+        "Demo": hostile("Demo", 0),
+        "Negotiation": hostile("Negotiation", 2),
+    }
     for name in ("opportunities", "stage_history"):
         tables[name]["stage"] = tables[name]["stage"].replace(stages)
     return tables
@@ -72,21 +75,60 @@ def batch_dir(tmp_path_factory) -> Path:
     team = str(tables["teams"]["team_id"].iloc[0])
     reps = [str(r) for r in tables["reps"].query("team_id == @team")["rep_id"]]
     matrix = work / "reports.yaml"
-    matrix.write_text(yaml.safe_dump({"roles": {
-        "executive": {"notebook": str(ROOT / "notebooks/executive.ipynb"), "scope": "company"},
-        "manager": {"notebook": str(ROOT / "notebooks/manager.ipynb"), "scope": "team",
-                    "scope_ids": [team]},
-        "rep": {"notebook": str(ROOT / "notebooks/rep.ipynb"), "scope": "rep",
-                "scope_ids": reps}}}))
-    result = render_batch(PERIOD, source=str(source), out=str(work / "reports"), as_of=AS_OF,
-                          matrix=matrix, progress=False, jobs=2)
+    matrix.write_text(
+        yaml.safe_dump(
+            {
+                "roles": {
+                    "executive": {
+                        "notebook": str(ROOT / "notebooks/executive.ipynb"),
+                        "scope": "company",
+                    },
+                    "manager": {
+                        "notebook": str(ROOT / "notebooks/manager.ipynb"),
+                        "scope": "team",
+                        "scope_ids": [team],
+                    },
+                    "rep": {
+                        "notebook": str(ROOT / "notebooks/rep.ipynb"),
+                        "scope": "rep",
+                        "scope_ids": reps,
+                    },
+                }
+            }
+        )
+    )
+    result = render_batch(
+        PERIOD,
+        source=str(source),
+        out=str(work / "reports"),
+        as_of=AS_OF,
+        matrix=matrix,
+        progress=False,
+        jobs=2,
+    )
     assert result.failed == [], result.summary()
     recipients = work / "recipients.yaml"
-    recipients.write_text(yaml.safe_dump({"recipients": [
-        {"email": "ceo@example.com", "name": hostile("Dana", 0), "role": "executive"},
-        {"email": "boss@example.com", "name": "Grace Okafor", "role": "manager",
-         "team_id": team},
-        {"email": "rep@example.com", "name": "Rep One", "role": "rep", "rep_id": reps[0]}]}))
+    recipients.write_text(
+        yaml.safe_dump(
+            {
+                "recipients": [
+                    {"email": "ceo@example.com", "name": hostile("Dana", 0), "role": "executive"},
+                    {
+                        "email": "boss@example.com",
+                        "name": "Grace Okafor",
+                        "role": "manager",
+                        "team_id": team,
+                    },
+                    {
+                        "email": "rep@example.com",
+                        "name": "Rep One",
+                        "role": "rep",
+                        "rep_id": reps[0],
+                    },
+                ]
+            }
+        )
+    )
     sent = send_batch(PERIOD, out=work / "reports", recipients=recipients, log=lambda _: None)
     assert sent.failed == [] and len(sent.sent) == 3, sent.summary()
     INPUTS_TRIED.extend(PAYLOADS)
@@ -113,8 +155,10 @@ def test_no_payload_runs_in_any_report_digest_or_index_opened_in_chromium(batch_
     opened = pages(batch_dir)
     assert len(opened) == 1 + 1 + 2 + 1 + 3  # company, team, 2 reps, index, 3 digests
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         try:
             for path in opened:
                 page = browser.new_page()
@@ -124,9 +168,11 @@ def test_no_payload_runs_in_any_report_digest_or_index_opened_in_chromium(batch_
                 page.route("http*://**", lambda route: route.abort())
                 page.goto(path.as_uri(), wait_until="load")
                 page.wait_for_timeout(200)
-                ran = page.evaluate("[window.__xss, window.__alerted,"
-                                    " document.querySelectorAll('script, svg[onload], iframe,"
-                                    " img[onerror]').length]")
+                ran = page.evaluate(
+                    "[window.__xss, window.__alerted,"
+                    " document.querySelectorAll('script, svg[onload], iframe,"
+                    " img[onerror]').length]"
+                )
                 text = page.evaluate("document.body.innerText")
                 page.close()
                 assert dialogs == [] and ran == [None, None, 0], (path.name, dialogs, ran)
@@ -176,24 +222,29 @@ def test_a_crm_id_that_is_python_is_refused_before_rendering(tmp_path, capsys, t
     source = tmp_path / "crm"
     source.mkdir()
     (source / "teams.csv").write_text("team_id,team_name\neast,East\n")
-    pd.DataFrame({"rep_id": ["r1", evil], "rep_name": ["Ann", "Mallory"],
-                  "team_id": ["east", "east"]}).to_csv(source / "reps.csv", index=False)
+    pd.DataFrame(
+        {"rep_id": ["r1", evil], "rep_name": ["Ann", "Mallory"], "team_id": ["east", "east"]}
+    ).to_csv(source / "reps.csv", index=False)
     (source / "opportunities.csv").write_text(
         "opportunity_id,owner_rep_id,created_at,stage,is_closed,is_won,closed_at,amount\n"
-        "O1,r1,2026-09-01,Won,true,true,2026-10-05,1000\n")
+        "O1,r1,2026-09-01,Won,true,true,2026-10-05,1000\n"
+    )
     out = tmp_path / "reports"
     (out / PERIOD).mkdir(parents=True)
     (out / PERIOD / "index.html").write_text("<html>last good</html>")
 
-    code = main(["render", "--period", PERIOD, "--source", str(source), "--out", str(out),
-                 "--as-of", AS_OF])
+    code = main(
+        ["render", "--period", PERIOD, "--source", str(source), "--out", str(out), "--as-of", AS_OF]
+    )
     err = capsys.readouterr().err
 
     assert code == 2, err
     assert "cannot name a report file" in err and "Traceback" not in err
     assert not marker.exists()
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
-        PERIOD, f"{PERIOD}/index.html"]
+        PERIOD,
+        f"{PERIOD}/index.html",
+    ]
     INPUTS_TRIED.append(evil)
 
 
@@ -206,16 +257,26 @@ def test_papermill_passes_any_string_to_the_kernel_as_a_string_literal(tmp_path)
     from kpi_lib.render import execute_report
 
     marker = tmp_path / "pwned"
-    values = {name: template.format(marker=marker) for name, template in
-              zip(["period", "scope_id", "source", "batch_dir", "targets"], CODE_IDS,
-                  strict=True)}
-    nb = new_notebook(cells=[
-        new_code_cell('period = ""\nscope_id = ""\nsource = ""\nbatch_dir = ""\ntargets = ""',
-                      metadata={"tags": ["parameters"]}),
-        new_code_cell("import json\nprint(json.dumps([period, scope_id, source, batch_dir, "
-                      "targets]))"),
-    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                "language": "python"}})
+    values = {
+        name: template.format(marker=marker)
+        for name, template in zip(
+            ["period", "scope_id", "source", "batch_dir", "targets"], CODE_IDS, strict=True
+        )
+    }
+    nb = new_notebook(
+        cells=[
+            new_code_cell(
+                'period = ""\nscope_id = ""\nsource = ""\nbatch_dir = ""\ntargets = ""',
+                metadata={"tags": ["parameters"]},
+            ),
+            new_code_cell(
+                "import json\nprint(json.dumps([period, scope_id, source, batch_dir, targets]))"
+            ),
+        ],
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+    )
     notebook = tmp_path / "echo.ipynb"
     nbformat.write(nb, notebook)
     executed = tmp_path / "out.ipynb"

@@ -39,10 +39,15 @@ def directory() -> Directory:
         team_of={"r1": "east", "r2": "east", "r3": "west", "r4": "west", "r5": "west"},
     )
     d.add_accounts(
-        pd.DataFrame({"account_id": ["A1", "A2", "A3"],
-                      "account_name": ["Acme <b>Corp</b>", "Globex", "Revenue"],
-                      "owner_rep_id": ["r1", "r3", "r3"]}),
-        pd.DataFrame({"account_id": ["A2"], "owner_rep_id": ["r2"]}))  # r2 works r3's Globex
+        pd.DataFrame(
+            {
+                "account_id": ["A1", "A2", "A3"],
+                "account_name": ["Acme <b>Corp</b>", "Globex", "Revenue"],
+                "owner_rep_id": ["r1", "r3", "r3"],
+            }
+        ),
+        pd.DataFrame({"account_id": ["A2"], "owner_rep_id": ["r2"]}),
+    )  # r2 works r3's Globex
     return d
 
 
@@ -51,20 +56,23 @@ def leaks(text: str, scope: str, scope_id: str) -> list[tuple[str, str]]:
     return [(f.kind, f.entity_id) for f in found]
 
 
-@pytest.mark.parametrize("text, scope, scope_id, expected", [
-    ("Ann booked $5K for East Coast with Acme <b>Corp</b>", "rep", "r1", []),
-    ("Ann and Anna", "rep", "r1", [("rep", "r3")]),
-    ("Annabel, Annual, Hannah", "rep", "r1", []),          # no whole name
-    ("Ann, R2D2 and Anna's deal", "rep", "r1", [("rep", "r3")]),
-    ("Ana Lee Chang", "rep", "r2", [("rep", "r4")]),      # starts inside the own name
-    ("Ana Lee and Lee Chang", "team", "east", [("rep", "r4")]),
-    ("Globex renewal", "rep", "r2", []),                   # r2 has a deal on r3's account
-    ("Globex renewal", "rep", "r1", [("account", "A2")]),
-    ("Revenue grew", "rep", "r1", []),                     # a common word is not checked
-    ("West Coast pipeline", "team", "east", [("team", "west")]),
-    ("r3 and r4", "rep", "r1", []),                       # short ids are not checked
-    ("Everyone: Ann, Anna, Lee Chang", "company", "all", []),
-])
+@pytest.mark.parametrize(
+    "text, scope, scope_id, expected",
+    [
+        ("Ann booked $5K for East Coast with Acme <b>Corp</b>", "rep", "r1", []),
+        ("Ann and Anna", "rep", "r1", [("rep", "r3")]),
+        ("Annabel, Annual, Hannah", "rep", "r1", []),  # no whole name
+        ("Ann, R2D2 and Anna's deal", "rep", "r1", [("rep", "r3")]),
+        ("Ana Lee Chang", "rep", "r2", [("rep", "r4")]),  # starts inside the own name
+        ("Ana Lee and Lee Chang", "team", "east", [("rep", "r4")]),
+        ("Globex renewal", "rep", "r2", []),  # r2 has a deal on r3's account
+        ("Globex renewal", "rep", "r1", [("account", "A2")]),
+        ("Revenue grew", "rep", "r1", []),  # a common word is not checked
+        ("West Coast pipeline", "team", "east", [("team", "west")]),
+        ("r3 and r4", "rep", "r1", []),  # short ids are not checked
+        ("Everyone: Ann, Anna, Lee Chang", "company", "all", []),
+    ],
+)
 def test_the_audit_finds_whole_foreign_names_only(text, scope, scope_id, expected):
     assert leaks(text, scope, scope_id) == expected
 
@@ -76,11 +84,17 @@ def test_ana_lee_of_another_team_is_indistinguishable_and_not_flagged():
 
 
 def test_names_are_read_as_a_reader_sees_them():
-    page = ('<table><tr><td>Lee&nbsp;<b>Chang</b></td><td>12</td></tr></table>'
-            '<img alt="Revenue of Anna" src="data:image/png;base64,AA=="><style>.Anna{}</style>')
+    page = (
+        "<table><tr><td>Lee&nbsp;<b>Chang</b></td><td>12</td></tr></table>"
+        '<img alt="Revenue of Anna" src="data:image/png;base64,AA=="><style>.Anna{}</style>'
+    )
     assert html_text(page) == "Lee Chang 12 Revenue of Anna"
-    assert Auditor(directory()).scan_text(html_text(page), [("rep", "r1")], path="p",
-                                          audience="rep r1")[0].name == "Lee Chang"
+    assert (
+        Auditor(directory())
+        .scan_text(html_text(page), [("rep", "r1")], path="p", audience="rep r1")[0]
+        .name
+        == "Lee Chang"
+    )
     assert leaks(html_text("Acme &lt;b&gt;Corp&lt;/b&gt;"), "rep", "r3") == [("account", "A1")]
 
 
@@ -93,8 +107,9 @@ def test_names_are_read_as_a_reader_sees_them():
 def demo_source(tmp_path_factory) -> Path:
     from kpi_lib.demo import write_demo_data
 
-    return write_demo_data(tmp_path_factory.mktemp("demo") / "demo.duckdb", end=PERIOD, seed=7,
-                           scale=0.3)
+    return write_demo_data(
+        tmp_path_factory.mktemp("demo") / "demo.duckdb", end=PERIOD, seed=7, scale=0.3
+    )
 
 
 @pytest.fixture(scope="module")
@@ -110,28 +125,66 @@ def rendered(tmp_path_factory, demo_source) -> dict:
     teams = list(batch.teams["team_id"][:2])
     reps = batch.reps[batch.reps["team_id"].isin(teams) & batch.reps["is_active"]]
     matrix = work / "reports.yaml"
-    matrix.write_text(yaml.safe_dump({"roles": {
-        "executive": {"notebook": str(ROOT / "notebooks/executive.ipynb"), "scope": "company"},
-        "manager": {"notebook": str(ROOT / "notebooks/manager.ipynb"), "scope": "team",
-                    "scope_ids": teams},
-        "rep": {"notebook": str(ROOT / "notebooks/rep.ipynb"), "scope": "rep",
-                "scope_ids": list(reps["rep_id"])}}}))
+    matrix.write_text(
+        yaml.safe_dump(
+            {
+                "roles": {
+                    "executive": {
+                        "notebook": str(ROOT / "notebooks/executive.ipynb"),
+                        "scope": "company",
+                    },
+                    "manager": {
+                        "notebook": str(ROOT / "notebooks/manager.ipynb"),
+                        "scope": "team",
+                        "scope_ids": teams,
+                    },
+                    "rep": {
+                        "notebook": str(ROOT / "notebooks/rep.ipynb"),
+                        "scope": "rep",
+                        "scope_ids": list(reps["rep_id"]),
+                    },
+                }
+            }
+        )
+    )
     out = work / "reports"
-    result = render_batch(PERIOD, source=str(demo_source), out=str(out), as_of=AS_OF,
-                          matrix=matrix, progress=False, jobs=2)
+    result = render_batch(
+        PERIOD,
+        source=str(demo_source),
+        out=str(out),
+        as_of=AS_OF,
+        matrix=matrix,
+        progress=False,
+        jobs=2,
+    )
     assert result.failed == [], result.summary()
     people = [{"email": "ceo@example.com", "name": "Dana Whitfield", "role": "executive"}]
-    people += [{"email": f"lead-{t}@example.com", "name": f"Lead {t}", "role": "manager",
-                "team_id": t, "scopes": [t, *reps[reps["team_id"] == t]["rep_id"]]}
-               for t in teams]
-    people += [{"email": f"{r.lower()}@example.com", "name": f"Rep {r}", "role": "rep",
-                "rep_id": r} for r in reps["rep_id"]]
+    people += [
+        {
+            "email": f"lead-{t}@example.com",
+            "name": f"Lead {t}",
+            "role": "manager",
+            "team_id": t,
+            "scopes": [t, *reps[reps["team_id"] == t]["rep_id"]],
+        }
+        for t in teams
+    ]
+    people += [
+        {"email": f"{r.lower()}@example.com", "name": f"Rep {r}", "role": "rep", "rep_id": r}
+        for r in reps["rep_id"]
+    ]
     recipients = work / "recipients.yaml"
     recipients.write_text(yaml.safe_dump({"recipients": people}))
     sent = send_batch(PERIOD, out=out, recipients=recipients, log=lambda _: None)
     assert sent.failed == [] and len(sent.sent) == len(people), sent.summary()
-    return {"out": out, "recipients": recipients, "teams": teams, "reps": reps,
-            "batch": batch, "source": demo_source}
+    return {
+        "out": out,
+        "recipients": recipients,
+        "teams": teams,
+        "reps": reps,
+        "batch": batch,
+        "source": demo_source,
+    }
 
 
 @pytest.mark.slow
@@ -156,11 +209,11 @@ def test_a_name_planted_in_a_rep_report_is_found(rendered, tmp_path):
     reps = rendered["reps"]
     me, other = reps.iloc[0], reps[reps["team_id"] != reps.iloc[0]["team_id"]].iloc[0]
     page = out / PERIOD / "rep" / f"{me.rep_id}.html"
-    page.write_text(page.read_text().replace(
-        "</main>", f"<p>Compare with {other.rep_name}</p></main>", 1))
+    page.write_text(
+        page.read_text().replace("</main>", f"<p>Compare with {other.rep_name}</p></main>", 1)
+    )
     found = scan_batch(out, PERIOD, recipients=rendered["recipients"])
-    assert [(f.path, f.kind, f.entity_id) for f in found] == [
-        (str(page), "rep", other.rep_id)]
+    assert [(f.path, f.kind, f.entity_id) for f in found] == [(str(page), "rep", other.rep_id)]
     LEAKS_FOUND.append(str(found[0]))
 
 
@@ -169,10 +222,12 @@ def test_another_teams_account_planted_in_a_digest_is_found(rendered, tmp_path):
     out = copy_of(rendered, tmp_path)
     teams = rendered["teams"]
     src = kpi_lib.load_source(str(rendered["source"]))
-    accounts = src.frame("accounts").merge(src.frame("reps")[["rep_id", "team_id"]],
-                                           left_on="owner_rep_id", right_on="rep_id")
-    deals = src.frame("opportunities").merge(src.frame("reps")[["rep_id", "team_id"]],
-                                             left_on="owner_rep_id", right_on="rep_id")
+    accounts = src.frame("accounts").merge(
+        src.frame("reps")[["rep_id", "team_id"]], left_on="owner_rep_id", right_on="rep_id"
+    )
+    deals = src.frame("opportunities").merge(
+        src.frame("reps")[["rep_id", "team_id"]], left_on="owner_rep_id", right_on="rep_id"
+    )
     worked = set(deals[deals["team_id"] == teams[0]]["account_id"])
     foreign = accounts[(accounts["team_id"] != teams[0]) & ~accounts["account_id"].isin(worked)]
     name = foreign.iloc[0]["account_name"]
@@ -192,26 +247,65 @@ def test_a_notebook_that_leaks_fails_its_report_and_the_cli_exits_1(rendered, tm
     reps = rendered["reps"]
     leaky = tmp_path / "notebooks" / "leaky.ipynb"
     leaky.parent.mkdir(parents=True)
-    nbformat.write(new_notebook(cells=[
-        new_code_cell('period = ""\nscope_id = ""\nsource = ""\nbatch_dir = ""\ntargets = ""',
-                      metadata={"tags": ["parameters"]}),
-        new_code_cell(
-            "from IPython.display import HTML, display\nfrom kpi_lib.batch import Batch\n"
-            "b = Batch.load(batch_dir)\n"
-            f"names = list(b.reps.rep_name) if scope_id == {reps.iloc[0].rep_id!r} else "
-            "list(b.reps[b.reps.rep_id == scope_id].rep_name)\n"
-            "display(HTML('<p>' + ', '.join(names) + '</p>'))"),
-    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                "language": "python"}}), leaky)
+    nbformat.write(
+        new_notebook(
+            cells=[
+                new_code_cell(
+                    'period = ""\nscope_id = ""\nsource = ""\nbatch_dir = ""\ntargets = ""',
+                    metadata={"tags": ["parameters"]},
+                ),
+                new_code_cell(
+                    "from IPython.display import HTML, display\nfrom kpi_lib.batch import Batch\n"
+                    "b = Batch.load(batch_dir)\n"
+                    f"names = list(b.reps.rep_name) if scope_id == {reps.iloc[0].rep_id!r} else "
+                    "list(b.reps[b.reps.rep_id == scope_id].rep_name)\n"
+                    "display(HTML('<p>' + ', '.join(names) + '</p>'))"
+                ),
+            ],
+            metadata={
+                "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+            },
+        ),
+        leaky,
+    )
     (tmp_path / "params").mkdir()
-    (tmp_path / "params" / "reports.yaml").write_text(yaml.safe_dump({"roles": {"rep": {
-        "notebook": "notebooks/leaky.ipynb", "scope": "rep",
-        "scope_ids": list(reps["rep_id"][:2])}}}))
+    (tmp_path / "params" / "reports.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "roles": {
+                    "rep": {
+                        "notebook": "notebooks/leaky.ipynb",
+                        "scope": "rep",
+                        "scope_ids": list(reps["rep_id"][:2]),
+                    }
+                }
+            }
+        )
+    )
     out = tmp_path / "reports"
     run = subprocess.run(
-        [sys.executable, "-m", "kpi_lib", "render", "--period", PERIOD, "--source",
-         str(rendered["source"]), "--out", str(out), "--as-of", AS_OF, "--jobs", "2"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=os.environ)
+        [
+            sys.executable,
+            "-m",
+            "kpi_lib",
+            "render",
+            "--period",
+            PERIOD,
+            "--source",
+            str(rendered["source"]),
+            "--out",
+            str(out),
+            "--as-of",
+            AS_OF,
+            "--jobs",
+            "2",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ,
+    )
 
     leaker = reps.iloc[0].rep_id
     assert run.returncode == 1, run.stderr
@@ -227,22 +321,21 @@ def test_a_notebook_that_leaks_fails_its_report_and_the_cli_exits_1(rendered, tm
 
 
 @pytest.mark.slow
-def test_a_digest_that_would_leak_is_not_delivered_and_send_exits_1(rendered, tmp_path,
-                                                                    capsys):
+def test_a_digest_that_would_leak_is_not_delivered_and_send_exits_1(rendered, tmp_path, capsys):
     from kpi_lib.cli import main
 
     out = copy_of(rendered, tmp_path)
     reps = rendered["reps"]
     me, other = reps.iloc[0], reps[reps["team_id"] != reps.iloc[0]["team_id"]].iloc[0]
     page = out / PERIOD / "rep" / f"{me.rep_id}.html"
-    page.write_text(page.read_text().replace(
-        "</main>", f"<p>Also: {other.rep_name}</p></main>", 1))
+    page.write_text(page.read_text().replace("</main>", f"<p>Also: {other.rep_name}</p></main>", 1))
     outbox = out / PERIOD / "outbox"
     for eml in outbox.glob("*.eml"):
         eml.unlink()
 
-    code = main(["send", "--period", PERIOD, "--out", str(out), "--recipients",
-                 str(rendered["recipients"])])
+    code = main(
+        ["send", "--period", PERIOD, "--out", str(out), "--recipients", str(rendered["recipients"])]
+    )
     err = capsys.readouterr().err
 
     assert code == 1

@@ -93,24 +93,30 @@ def committed_notebooks() -> dict[str, str]:
     for path in paths:
         shown = None
         if shutil.which("git") and (ROOT / ".git").exists():
-            run = subprocess.run(["git", "show", f":{path}"], cwd=ROOT, capture_output=True,
-                                 text=True)
+            run = subprocess.run(
+                ["git", "show", f":{path}"], cwd=ROOT, capture_output=True, text=True
+            )
             shown = run.stdout if run.returncode == 0 else None
         texts[path] = shown if shown is not None else (ROOT / path).read_text()
     return texts
 
 
 def test_the_three_report_notebooks_are_in_the_repository():
-    assert {"notebooks/executive.ipynb", "notebooks/manager.ipynb",
-            "notebooks/rep.ipynb"} <= set(committed_notebooks())
+    assert {"notebooks/executive.ipynb", "notebooks/manager.ipynb", "notebooks/rep.ipynb"} <= set(
+        committed_notebooks()
+    )
 
 
 def test_committed_notebooks_have_no_outputs_and_no_execution_counts():
     dirty = {}
     for path, text in committed_notebooks().items():
         cells = json.loads(text)["cells"]
-        bad = [i for i, cell in enumerate(cells) if cell["cell_type"] == "code"
-               and (cell.get("outputs") or cell.get("execution_count") is not None)]
+        bad = [
+            i
+            for i, cell in enumerate(cells)
+            if cell["cell_type"] == "code"
+            and (cell.get("outputs") or cell.get("execution_count") is not None)
+        ]
         if bad:
             dirty[path] = bad
     assert dirty == {}, "run `make hooks` (nbstripout), then `nbstripout notebooks/*.ipynb`"
@@ -121,10 +127,20 @@ def test_make_help_lists_every_target_with_its_sentence():
     targets = re.findall(r"^## (.+)\n\.PHONY: ([\w-]+)\n\2:", makefile, flags=re.M)
     declared = re.findall(r"^\.PHONY: ([\w-]+)$", makefile, flags=re.M)
     assert [t for _, t in targets] == declared, "every .PHONY target needs a '## sentence' above"
-    assert {"reports", "test", "test-fast", "lab", "lint", "format", "clean", "help",
-            "data"} <= set(declared)
-    shown = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout
+    assert {
+        "reports",
+        "test",
+        "test-fast",
+        "lab",
+        "lint",
+        "format",
+        "clean",
+        "help",
+        "data",
+    } <= set(declared)
+    shown = subprocess.run(
+        ["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     for sentence, target in targets:
         assert re.search(rf"^\s+{re.escape(target)}\s+{re.escape(sentence)}$", shown, re.M)
 

@@ -41,16 +41,27 @@ def test_the_shipped_demo_recipients_are_valid_for_the_demo_data(batch):
 
 
 def test_each_role_defaults_to_the_report_of_its_own_scope(tmp_path, batch):
-    path = people(tmp_path / "r.yaml", EXEC,
-                  {"email": "m@example.com", "name": "M", "role": "manager", "team_id": "na-mm"},
-                  {"email": "r@example.com", "name": "R", "role": "rep", "rep_id": "R007"})
+    path = people(
+        tmp_path / "r.yaml",
+        EXEC,
+        {"email": "m@example.com", "name": "M", "role": "manager", "team_id": "na-mm"},
+        {"email": "r@example.com", "name": "R", "role": "rep", "rep_id": "R007"},
+    )
     assert [r.scopes for r in load_recipients(path, batch)] == [("all",), ("na-mm",), ("R007",)]
 
 
 def test_a_manager_may_add_reps_of_their_own_team_and_an_executive_anything(tmp_path, batch):
-    path = people(tmp_path / "r.yaml", {**EXEC, "scopes": ["all", "apac-mm", "R030"]},
-                  {"email": "m@example.com", "name": "M", "role": "manager", "team_id": "na-ent",
-                   "scopes": ["na-ent", "R001", "R002"]})
+    path = people(
+        tmp_path / "r.yaml",
+        {**EXEC, "scopes": ["all", "apac-mm", "R030"]},
+        {
+            "email": "m@example.com",
+            "name": "M",
+            "role": "manager",
+            "team_id": "na-ent",
+            "scopes": ["na-ent", "R001", "R002"],
+        },
+    )
     rl = load_recipients(path, batch)
     assert rl.recipients[1].scopes == ("na-ent", "R001", "R002")
 
@@ -59,28 +70,36 @@ MANAGER = {"email": "m@example.com", "name": "M", "role": "manager", "team_id": 
 REP = {"email": "r@example.com", "name": "R", "role": "rep", "rep_id": "R001"}
 
 
-@pytest.mark.parametrize("entries, message", [
-    ([{**EXEC, "scopes": ["all", "mars"]}], "unknown scopes ['mars']"),
-    ([EXEC, {**REP, "email": "CEO@example.com"}],
-     "duplicate address, already listed as recipient 1"),
-    ([{**REP, "scopes": ["R001", "R002"]}], "may only see their own report ('R001'), not ['R002']"),
-    ([{**REP, "scopes": ["na-ent"]}], "not ['na-ent']"),
-    ([{**REP, "scopes": ["all"]}], "not ['all']"),
-    ([{**MANAGER, "scopes": ["na-ent", "emea-mm"]}], "may not see scope 'emea-mm'"),
-    ([{**MANAGER, "scopes": ["na-ent", "R013"]}], "rep 'R013' belongs to team 'emea-ent'"),
-    ([{**MANAGER, "scopes": ["all"]}], "may not see scope 'all'"),
-    ([{**MANAGER, "team_id": "atlantis"}], "team_id 'atlantis' is not a team"),
-    ([{**REP, "rep_id": "R999"}], "rep_id 'R999' is not a rep"),
-    ([{**REP, "scopes": ["R001", "R999"]}], "unknown scopes ['R999']"),
-    ([{**MANAGER, "team_id": None}], "a manager needs 'team_id:'"),
-    ([{**REP, "rep_id": None}], "a rep needs 'rep_id:'"),
-    ([{**EXEC, "email": "not-an-address"}], "'not-an-address' is not an email address"),
-    ([{**EXEC, "email": "a@b.com\nBcc: x@evil.com"}], "is not an email address"),
-    ([{**EXEC, "name": "Dana\r\nBcc: x@evil.com"}], "the name must be one line"),
-    ([{**EXEC, "role": "ceo"}], "role 'ceo' is not one of"),
-    ([{**EXEC, "scopes": "all"}], "scopes must be a non-empty list"),
-    ([{**EXEC, "team": "na-ent"}], "unknown keys ['team']"),
-])
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        ([{**EXEC, "scopes": ["all", "mars"]}], "unknown scopes ['mars']"),
+        (
+            [EXEC, {**REP, "email": "CEO@example.com"}],
+            "duplicate address, already listed as recipient 1",
+        ),
+        (
+            [{**REP, "scopes": ["R001", "R002"]}],
+            "may only see their own report ('R001'), not ['R002']",
+        ),
+        ([{**REP, "scopes": ["na-ent"]}], "not ['na-ent']"),
+        ([{**REP, "scopes": ["all"]}], "not ['all']"),
+        ([{**MANAGER, "scopes": ["na-ent", "emea-mm"]}], "may not see scope 'emea-mm'"),
+        ([{**MANAGER, "scopes": ["na-ent", "R013"]}], "rep 'R013' belongs to team 'emea-ent'"),
+        ([{**MANAGER, "scopes": ["all"]}], "may not see scope 'all'"),
+        ([{**MANAGER, "team_id": "atlantis"}], "team_id 'atlantis' is not a team"),
+        ([{**REP, "rep_id": "R999"}], "rep_id 'R999' is not a rep"),
+        ([{**REP, "scopes": ["R001", "R999"]}], "unknown scopes ['R999']"),
+        ([{**MANAGER, "team_id": None}], "a manager needs 'team_id:'"),
+        ([{**REP, "rep_id": None}], "a rep needs 'rep_id:'"),
+        ([{**EXEC, "email": "not-an-address"}], "'not-an-address' is not an email address"),
+        ([{**EXEC, "email": "a@b.com\nBcc: x@evil.com"}], "is not an email address"),
+        ([{**EXEC, "name": "Dana\r\nBcc: x@evil.com"}], "the name must be one line"),
+        ([{**EXEC, "role": "ceo"}], "role 'ceo' is not one of"),
+        ([{**EXEC, "scopes": "all"}], "scopes must be a non-empty list"),
+        ([{**EXEC, "team": "na-ent"}], "unknown keys ['team']"),
+    ],
+)
 def test_a_bad_entry_is_an_error_naming_the_file_and_the_entry(tmp_path, batch, entries, message):
     path = people(tmp_path / "recipients.yaml", *entries)
     with pytest.raises(ParamsError) as err:
@@ -101,8 +120,9 @@ def test_send_exits_2_with_one_line_when_the_recipients_file_is_wrong(tmp_path, 
     period_dir = tmp_path / "2026-10"
     batch.save(period_dir / "_data")
     path = people(tmp_path / "recipients.yaml", {**REP, "scopes": ["R001", "R002"]})
-    code = cli.main(["send", "--period", "2026-10", "--out", str(tmp_path),
-                     "--recipients", str(path)])
+    code = cli.main(
+        ["send", "--period", "2026-10", "--out", str(tmp_path), "--recipients", str(path)]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith(f"error: {path}: recipient 1 (r@example.com): a rep may only see")

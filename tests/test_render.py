@@ -39,8 +39,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PERIOD = "2026-10"
 AS_OF = "2026-11-05"
 # One pixel, enough to prove an image is embedded rather than linked.
-PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJ"
-       "RU5ErkJggg==")
+PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJ"
+    "RU5ErkJggg=="
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,8 +70,15 @@ class Page(HTMLParser):
 
 def assert_reader_page(text: str) -> None:
     """A report page a reader gets: no code, no prompts, no tracebacks, nothing linked out."""
-    for needle in ("jp-InputArea", "input_area", "In&nbsp;[", "In [", "Traceback",
-                   "<script", "highlight-ipynb"):
+    for needle in (
+        "jp-InputArea",
+        "input_area",
+        "In&nbsp;[",
+        "In [",
+        "Traceback",
+        "<script",
+        "highlight-ipynb",
+    ):
         assert needle not in text, needle
     images = Page(text).images
     assert all(src.startswith("data:image/") for src in images), [s[:40] for s in images]
@@ -96,20 +105,29 @@ def stand_in_notebook(path: Path, extra_cell: str = "") -> Path:
     ``run=<KPI_TEST_RUN>`` so a test can tell which batch wrote it.
     """
     cells = [
-        new_code_cell('period: str = ""\nscope_id: str = "all"\nsource: str = ""\n'
-                      'batch_dir: str = ""\ntargets: str = ""', metadata={"tags": ["parameters"]}),
+        new_code_cell(
+            'period: str = ""\nscope_id: str = "all"\nsource: str = ""\n'
+            'batch_dir: str = ""\ntargets: str = ""',
+            metadata={"tags": ["parameters"]},
+        ),
         new_markdown_cell("# Stand-in report"),
     ]
     if extra_cell:
         cells.append(new_code_cell(extra_cell))
-    cells.append(new_code_cell(
-        "import os\nimport matplotlib\nmatplotlib.use('agg')\nimport matplotlib.pyplot as plt\n"
-        "from IPython.display import HTML, display\n"
-        "display(HTML(f\"<p class='who'>{scope_id} run={os.environ.get('KPI_TEST_RUN')}</p>\"))\n"
-        "fig, ax = plt.subplots(figsize=(2, 1))\nax.plot([1, 3, 2])\ndisplay(fig)\nplt.close(fig)"
-    ))
-    nb = new_notebook(cells=cells, metadata={"kernelspec": {
-        "name": "python3", "display_name": "Python 3", "language": "python"}})
+    cells.append(
+        new_code_cell(
+            "import os\nimport matplotlib\nmatplotlib.use('agg')\nimport matplotlib.pyplot as plt\n"
+            "from IPython.display import HTML, display\n"
+            "display(HTML(f\"<p class='who'>{scope_id} run={os.environ.get('KPI_TEST_RUN')}</p>\"))\n"
+            "fig, ax = plt.subplots(figsize=(2, 1))\nax.plot([1, 3, 2])\ndisplay(fig)\nplt.close(fig)"
+        )
+    )
+    nb = new_notebook(
+        cells=cells,
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path
@@ -129,8 +147,9 @@ def demo_source(tmp_path_factory) -> Path:
     """The demo CRM at a small scale: six teams of one rep, history up to 2026-10."""
     from kpi_lib.demo import write_demo_data
 
-    return write_demo_data(tmp_path_factory.mktemp("demo") / "demo.duckdb", end=PERIOD, seed=7,
-                           scale=0.2)
+    return write_demo_data(
+        tmp_path_factory.mktemp("demo") / "demo.duckdb", end=PERIOD, seed=7, scale=0.2
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,8 +159,9 @@ def demo_source(tmp_path_factory) -> Path:
 
 def test_shipped_matrix_renders_company_teams_and_reps_with_the_three_notebooks():
     matrix = load_matrix(ROOT / "params" / "reports.yaml")
-    assert {(r.role, r.scope, r.notebook.as_posix(), r.scope_ids)
-            for r in matrix.roles.values()} == {
+    assert {
+        (r.role, r.scope, r.notebook.as_posix(), r.scope_ids) for r in matrix.roles.values()
+    } == {
         ("executive", "company", "notebooks/executive.ipynb", None),
         ("manager", "team", "notebooks/manager.ipynb", None),
         ("rep", "rep", "notebooks/rep.ipynb", None),
@@ -150,17 +170,23 @@ def test_shipped_matrix_renders_company_teams_and_reps_with_the_three_notebooks(
     assert all((ROOT / r.notebook).is_file() for r in matrix.roles.values())
 
 
-@pytest.mark.parametrize("text, message", [
-    ("roles: {}", "non-empty 'roles:'"),
-    ("roles: {rep: {notebook: n.ipynb}}", "needs 'notebook:' and 'scope:'"),
-    ("roles: {rep: {notebook: n.ipynb, scope: region}}", "scope 'region' is not one of"),
-    ("roles: {rep: {notebook: n.ipynb, scope: rep, colour: red}}", "unknown keys ['colour']"),
-    ("roles: {rep: {notebook: n.ipynb, scope: rep, scope_ids: R001}}", "non-empty list"),
-    ("roles: {rep: {notebook: n.ipynb, scope: rep, scope_ids: ['../x']}}", "cannot name a report"),
-    ("roles: {Rep/1: {notebook: n.ipynb, scope: rep}}", "role names are lower-case"),
-    ("roles: {rep: {notebook: n.ipynb, scope: rep}}\ntimeout_seconds: 0", "timeout_seconds"),
-    ("roles: [", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("roles: {}", "non-empty 'roles:'"),
+        ("roles: {rep: {notebook: n.ipynb}}", "needs 'notebook:' and 'scope:'"),
+        ("roles: {rep: {notebook: n.ipynb, scope: region}}", "scope 'region' is not one of"),
+        ("roles: {rep: {notebook: n.ipynb, scope: rep, colour: red}}", "unknown keys ['colour']"),
+        ("roles: {rep: {notebook: n.ipynb, scope: rep, scope_ids: R001}}", "non-empty list"),
+        (
+            "roles: {rep: {notebook: n.ipynb, scope: rep, scope_ids: ['../x']}}",
+            "cannot name a report",
+        ),
+        ("roles: {Rep/1: {notebook: n.ipynb, scope: rep}}", "role names are lower-case"),
+        ("roles: {rep: {notebook: n.ipynb, scope: rep}}\ntimeout_seconds: 0", "timeout_seconds"),
+        ("roles: [", "not valid YAML"),
+    ],
+)
 def test_a_bad_matrix_is_refused_with_the_file_and_the_entry_at_fault(tmp_path, text, message):
     path = tmp_path / "reports.yaml"
     path.write_text(text)
@@ -169,21 +195,30 @@ def test_a_bad_matrix_is_refused_with_the_file_and_the_entry_at_fault(tmp_path, 
     assert str(path) in str(error.value) and message in str(error.value)
 
 
-SCOPES = [("company", "all", "Company", None), ("team", "east", "East", "east"),
-          ("team", "west", "West", "west"), ("rep", "r1", "Ann", "east"),
-          ("rep", "r3", "Cy", "west")]
-MATRIX = Matrix({
-    "executive": RoleSpec("executive", Path("e.ipynb"), "company"),
-    "manager": RoleSpec("manager", Path("m.ipynb"), "team"),
-    "rep": RoleSpec("rep", Path("r.ipynb"), "rep"),
-})
+SCOPES = [
+    ("company", "all", "Company", None),
+    ("team", "east", "East", "east"),
+    ("team", "west", "West", "west"),
+    ("rep", "r1", "Ann", "east"),
+    ("rep", "r3", "Cy", "west"),
+]
+MATRIX = Matrix(
+    {
+        "executive": RoleSpec("executive", Path("e.ipynb"), "company"),
+        "manager": RoleSpec("manager", Path("m.ipynb"), "team"),
+        "rep": RoleSpec("rep", Path("r.ipynb"), "rep"),
+    }
+)
 
 
 def test_the_default_plan_is_the_company_every_team_and_every_active_rep():
     plan = plan_reports(MATRIX, SCOPES)
     assert [(s.role, s.scope_id, s.scope_name) for s in plan] == [
-        ("executive", "all", "Company"), ("manager", "east", "East"), ("manager", "west", "West"),
-        ("rep", "r1", "Ann"), ("rep", "r3", "Cy"),
+        ("executive", "all", "Company"),
+        ("manager", "east", "East"),
+        ("manager", "west", "West"),
+        ("rep", "r1", "Ann"),
+        ("rep", "r3", "Cy"),
     ]
     assert plan[3].html_path.as_posix() == "rep/r1.html"
     assert plan[3].notebook_path.as_posix() == "_notebooks/rep/r1.ipynb"
@@ -192,7 +227,8 @@ def test_the_default_plan_is_the_company_every_team_and_every_active_rep():
 def test_an_explicit_scope_list_and_a_role_subset_narrow_the_plan():
     matrix = Matrix({**MATRIX.roles, "rep": RoleSpec("rep", Path("r.ipynb"), "rep", ("r3",))})
     assert [(s.role, s.scope_id) for s in plan_reports(matrix, SCOPES, roles=["rep"])] == [
-        ("rep", "r3")]
+        ("rep", "r3")
+    ]
 
 
 def test_an_explicit_scope_that_is_not_active_is_an_error_listing_the_known_ones():
@@ -206,24 +242,32 @@ def test_an_unknown_role_is_an_error_listing_the_matrix_roles():
         plan_reports(MATRIX, SCOPES, roles=["cfo"])
 
 
-@pytest.mark.parametrize("bad_id", ["../../etc/passwd", "a/b", ".hidden", "", "x" * 200,
-                                    "r 1", "..", "c:\\x"])
+@pytest.mark.parametrize(
+    "bad_id", ["../../etc/passwd", "a/b", ".hidden", "", "x" * 200, "r 1", "..", "c:\\x"]
+)
 def test_an_unsafe_scope_id_in_the_data_is_refused_before_any_report_is_written(
-        tmp_path, monkeypatch, bad_id):
+    tmp_path, monkeypatch, bad_id
+):
     import kpi_lib.batch
 
-    rows = [{"scope": "company", "scope_id": "all", "name": "Company"},
-            {"scope": "rep", "scope_id": bad_id, "name": "Mallory", "team_id": "east"}]
+    rows = [
+        {"scope": "company", "scope_id": "all", "name": "Company"},
+        {"scope": "rep", "scope_id": bad_id, "name": "Mallory", "team_id": "east"},
+    ]
     cube = pd.DataFrame(columns=KPIS_CSV_COLUMNS)
-    monkeypatch.setattr(kpi_lib.batch, "prepare_batch",
-                        lambda *a, **k: FakeBatch(rows, cube))
+    monkeypatch.setattr(kpi_lib.batch, "prepare_batch", lambda *a, **k: FakeBatch(rows, cube))
     nb = stand_in_notebook(tmp_path / "nb.ipynb")
-    matrix = write_matrix(tmp_path / "reports.yaml", {
-        "executive": {"notebook": str(nb), "scope": "company"},
-        "rep": {"notebook": str(nb), "scope": "rep"}})
+    matrix = write_matrix(
+        tmp_path / "reports.yaml",
+        {
+            "executive": {"notebook": str(nb), "scope": "company"},
+            "rep": {"notebook": str(nb), "scope": "rep"},
+        },
+    )
     with pytest.raises(ParamsError, match="cannot name a report file"):
-        render_batch(PERIOD, source="unused", out=str(tmp_path / "out"), matrix=matrix,
-                     progress=False)
+        render_batch(
+            PERIOD, source="unused", out=str(tmp_path / "out"), matrix=matrix, progress=False
+        )
     written = [p for p in (tmp_path / "out").rglob("*") if p.suffix in (".html", ".ipynb")]
     assert written == []
 
@@ -235,23 +279,36 @@ def test_an_unsafe_scope_id_in_the_data_is_refused_before_any_report_is_written(
 
 def test_an_exported_page_shows_outputs_and_narrative_but_never_code(tmp_path):
     secret = "SECRET_SOURCE = 42"
-    nb = new_notebook(cells=[
-        new_markdown_cell("# Revenue\n\nPlain words."),
-        new_code_cell(secret, execution_count=1, outputs=[
-            new_output("stream", name="stdout", text="visible line\n"),
-            new_output("stream", name="stderr", text="a warning for the analyst\n"),
-            new_output("display_data", data={"image/png": PNG, "text/plain": "<Figure>"}),
-            new_output("display_data", data={"text/html": "<table><tr><td>7</td></tr></table>"}),
-            new_output("display_data", data={"application/javascript": "alert(1)"}),
-        ]),
-        new_code_cell("hidden()", execution_count=2, metadata={"tags": ["remove-cell"]},
-                      outputs=[new_output("stream", name="stdout", text="removed cell\n")]),
-    ])
+    nb = new_notebook(
+        cells=[
+            new_markdown_cell("# Revenue\n\nPlain words."),
+            new_code_cell(
+                secret,
+                execution_count=1,
+                outputs=[
+                    new_output("stream", name="stdout", text="visible line\n"),
+                    new_output("stream", name="stderr", text="a warning for the analyst\n"),
+                    new_output("display_data", data={"image/png": PNG, "text/plain": "<Figure>"}),
+                    new_output(
+                        "display_data", data={"text/html": "<table><tr><td>7</td></tr></table>"}
+                    ),
+                    new_output("display_data", data={"application/javascript": "alert(1)"}),
+                ],
+            ),
+            new_code_cell(
+                "hidden()",
+                execution_count=2,
+                metadata={"tags": ["remove-cell"]},
+                outputs=[new_output("stream", name="stdout", text="removed cell\n")],
+            ),
+        ]
+    )
     path = tmp_path / "executed.ipynb"
     nbformat.write(nb, path)
 
-    page = export_html(path, title="Executive report: Company (2026-10)", period=PERIOD,
-                       index_href="../index.html")
+    page = export_html(
+        path, title="Executive report: Company (2026-10)", period=PERIOD, index_href="../index.html"
+    )
 
     assert_reader_page(page)
     assert secret not in page and "alert(1)" not in page
@@ -265,45 +322,78 @@ def test_an_exported_page_shows_outputs_and_narrative_but_never_code(tmp_path):
 
 
 def outcome(role, scope_id, name, status="ok", error=None, last_good=False, group=None):
-    return ReportOutcome(role, {"executive": "company", "manager": "team", "rep": "rep"}[role],
-                         scope_id, name, f"notebooks/{role}.ipynb", f"{role}/{scope_id}.html",
-                         f"_notebooks/{role}/{scope_id}.ipynb", status=status, error=error,
-                         last_good_html=last_good, group=group)
+    return ReportOutcome(
+        role,
+        {"executive": "company", "manager": "team", "rep": "rep"}[role],
+        scope_id,
+        name,
+        f"notebooks/{role}.ipynb",
+        f"{role}/{scope_id}.html",
+        f"_notebooks/{role}/{scope_id}.ipynb",
+        status=status,
+        error=error,
+        last_good_html=last_good,
+        group=group,
+    )
 
 
 def batch_result(tmp_path, reports) -> BatchResult:
-    return BatchResult(PERIOD, tmp_path / PERIOD, reports, "2026-11-05T06:00:00+00:00",
-                       "2026-11-05T06:01:30+00:00", 90.0, "f00d", "0.1.0", AS_OF)
+    return BatchResult(
+        PERIOD,
+        tmp_path / PERIOD,
+        reports,
+        "2026-11-05T06:00:00+00:00",
+        "2026-11-05T06:01:30+00:00",
+        90.0,
+        "f00d",
+        "0.1.0",
+        AS_OF,
+    )
 
 
 def test_the_index_links_every_report_with_its_status_and_escapes_names(tmp_path):
-    result = batch_result(tmp_path, [
-        outcome("executive", "all", "Company"),
-        outcome("manager", "east", "East <Sales> & Co"),
-        outcome("rep", "r1", "<script>alert('x')</script>", group="East <Sales> & Co"),
-        outcome("rep", "r2", "Bob", "failed", "ValueError: bad <data>", last_good=True),
-        outcome("rep", "r3", "Cy", "failed", "TimeoutError: report timed out after 600 s"),
-    ])
+    result = batch_result(
+        tmp_path,
+        [
+            outcome("executive", "all", "Company"),
+            outcome("manager", "east", "East <Sales> & Co"),
+            outcome("rep", "r1", "<script>alert('x')</script>", group="East <Sales> & Co"),
+            outcome("rep", "r2", "Bob", "failed", "ValueError: bad <data>", last_good=True),
+            outcome("rep", "r3", "Cy", "failed", "TimeoutError: report timed out after 600 s"),
+        ],
+    )
     page = _index_html(result, MATRIX)
     parsed = Page(page)
 
     assert "<script" not in page and "&lt;script&gt;" in page
     assert "East &lt;Sales&gt; &amp; Co" in page and "ValueError: bad &lt;data&gt;" in page
     assert [(c["data-report"], c["data-status"]) for c in parsed.cards] == [
-        ("executive/all.html", "ok"), ("manager/east.html", "ok"), ("rep/r1.html", "ok"),
-        ("rep/r2.html", "failed"), ("rep/r3.html", "failed")]
+        ("executive/all.html", "ok"),
+        ("manager/east.html", "ok"),
+        ("rep/r1.html", "ok"),
+        ("rep/r2.html", "failed"),
+        ("rep/r3.html", "failed"),
+    ]
     # A failed report links to its last good page when there is one, else to nothing.
     assert [h for h in parsed.links if h.endswith(".html")] == [
-        "executive/all.html", "manager/east.html", "rep/r1.html", "rep/r2.html"]
+        "executive/all.html",
+        "manager/east.html",
+        "rep/r1.html",
+        "rep/r2.html",
+    ]
     assert "kpis.csv" in parsed.links and "manifest.json" in parsed.links
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
     assert "5 reports, 3 ok, 2 failed" in page
 
 
 def test_the_summary_names_every_failed_report_and_its_error(tmp_path):
-    result = batch_result(tmp_path, [
-        outcome("executive", "all", "Company"),
-        outcome("rep", "r2", "Bob", "failed", "ValueError: bad data", last_good=True)])
+    result = batch_result(
+        tmp_path,
+        [
+            outcome("executive", "all", "Company"),
+            outcome("rep", "r2", "Bob", "failed", "ValueError: bad data", last_good=True),
+        ],
+    )
     lines = result.summary().splitlines()
     assert lines[0].startswith("2026-10: 2 reports, 1 ok, 1 failed in 90.0 s")
     assert lines[1] == "  FAILED rep/r2 (last good HTML kept): ValueError: bad data"
@@ -317,11 +407,13 @@ def test_the_summary_names_every_failed_report_and_its_error(tmp_path):
 
 @pytest.mark.slow
 def test_a_whole_demo_batch_renders_every_role_and_scope_into_the_design_layout(
-        tmp_path, demo_source):
+    tmp_path, demo_source
+):
     from kpi_lib.batch import prepare_batch
 
-    result = render_batch(PERIOD, source=str(demo_source), out=str(tmp_path), as_of=AS_OF,
-                          progress=False)
+    result = render_batch(
+        PERIOD, source=str(demo_source), out=str(tmp_path), as_of=AS_OF, progress=False
+    )
     expected = prepare_batch(str(demo_source), PERIOD, as_of=AS_OF)
     scopes = [(s.scope, s.scope_id) for s in expected.scopes()]
     role_of = {"company": "executive", "team": "manager", "rep": "rep"}
@@ -329,7 +421,8 @@ def test_a_whole_demo_batch_renders_every_role_and_scope_into_the_design_layout(
 
     assert result.failed == [], result.summary()
     assert sorted((r.role, r.scope_id) for r in result.reports) == sorted(
-        (role_of[scope], scope_id) for scope, scope_id in scopes)
+        (role_of[scope], scope_id) for scope, scope_id in scopes
+    )
     # DESIGN.md section 6.
     for name in ("index.html", "manifest.json", "kpis.csv"):
         assert (period_dir / name).is_file()
@@ -345,12 +438,16 @@ def test_a_whole_demo_batch_renders_every_role_and_scope_into_the_design_layout(
 
     index = Page((period_dir / "index.html").read_text())
     assert sorted((c["data-report"], c["data-status"]) for c in index.cards) == sorted(
-        (f"{role_of[scope]}/{scope_id}.html", "ok") for scope, scope_id in scopes)
+        (f"{role_of[scope]}/{scope_id}.html", "ok") for scope, scope_id in scopes
+    )
     assert {f"{role_of[s]}/{i}.html" for s, i in scopes} <= set(index.links)
 
     manifest = json.loads((period_dir / "manifest.json").read_text())
     assert manifest["period"] == PERIOD and manifest["counts"] == {
-        "reports": len(scopes), "ok": len(scopes), "failed": 0}
+        "reports": len(scopes),
+        "ok": len(scopes),
+        "failed": 0,
+    }
     assert manifest["data_fingerprint"] == expected.fingerprint
     assert manifest["code_version"] == expected.code_version and manifest["as_of"] == AS_OF
     assert manifest["parameters"]["source"] == str(demo_source)
@@ -371,7 +468,8 @@ def test_a_whole_demo_batch_renders_every_role_and_scope_into_the_design_layout(
 
 @pytest.mark.slow
 def test_a_failing_report_fails_alone_keeps_its_last_good_html_and_the_cli_exits_1(
-        tmp_path, demo_source):
+    tmp_path, demo_source
+):
     """Two batches through the CLI in a project folder of stand-in notebooks.
 
     The first renders everything; in the second the manager notebook raises for one team.
@@ -379,11 +477,17 @@ def test_a_failing_report_fails_alone_keeps_its_last_good_html_and_the_cli_exits
     good = stand_in_notebook(tmp_path / "notebooks" / "good.ipynb")
     failing = stand_in_notebook(
         tmp_path / "notebooks" / "failing.ipynb",
-        'if scope_id == "na-mm":\n    raise RuntimeError(f"deliberate failure for {scope_id}")')
-    roles = {"executive": {"notebook": "notebooks/good.ipynb", "scope": "company"},
-             "manager": {"notebook": "notebooks/good.ipynb", "scope": "team",
-                         "scope_ids": ["na-ent", "na-mm", "apac-mm"]},
-             "rep": {"notebook": "notebooks/good.ipynb", "scope": "rep", "scope_ids": ["R001"]}}
+        'if scope_id == "na-mm":\n    raise RuntimeError(f"deliberate failure for {scope_id}")',
+    )
+    roles = {
+        "executive": {"notebook": "notebooks/good.ipynb", "scope": "company"},
+        "manager": {
+            "notebook": "notebooks/good.ipynb",
+            "scope": "team",
+            "scope_ids": ["na-ent", "na-mm", "apac-mm"],
+        },
+        "rep": {"notebook": "notebooks/good.ipynb", "scope": "rep", "scope_ids": ["R001"]},
+    }
     write_matrix(tmp_path / "params" / "reports.yaml", roles)
     assert good.is_file() and failing.is_file()
     out = tmp_path / "reports"
@@ -391,10 +495,29 @@ def test_a_failing_report_fails_alone_keeps_its_last_good_html_and_the_cli_exits
 
     def render(run: int) -> subprocess.CompletedProcess:
         # --force: the stand-in pages read KPI_TEST_RUN, which no render key can see.
-        command = [sys.executable, "-m", "kpi_lib", "render", "--period", PERIOD,
-                   "--source", str(demo_source), "--out", str(out), "--as-of", AS_OF, "--force"]
-        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True,
-                              env={**os.environ, "KPI_TEST_RUN": str(run)}, timeout=600)
+        command = [
+            sys.executable,
+            "-m",
+            "kpi_lib",
+            "render",
+            "--period",
+            PERIOD,
+            "--source",
+            str(demo_source),
+            "--out",
+            str(out),
+            "--as-of",
+            AS_OF,
+            "--force",
+        ]
+        return subprocess.run(
+            command,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "KPI_TEST_RUN": str(run)},
+            timeout=600,
+        )
 
     first = render(1)
     assert first.returncode == 0, first.stderr
@@ -407,8 +530,9 @@ def test_a_failing_report_fails_alone_keeps_its_last_good_html_and_the_cli_exits
 
     assert second.returncode == 1
     assert "5 reports, 4 ok, 1 failed" in second.stderr
-    assert ("FAILED manager/na-mm (last good HTML kept): RuntimeError: deliberate failure for "
-            "na-mm") in second.stderr
+    assert (
+        "FAILED manager/na-mm (last good HTML kept): RuntimeError: deliberate failure for na-mm"
+    ) in second.stderr
     assert (period_dir / "manager" / "na-mm.html").read_bytes() == before
     for other in ("executive/all", "manager/na-ent", "manager/apac-mm", "rep/R001"):
         assert b"run=2" in (period_dir / f"{other}.html").read_bytes(), other
@@ -422,7 +546,8 @@ def test_a_failing_report_fails_alone_keeps_its_last_good_html_and_the_cli_exits
     manifest = json.loads((period_dir / "manifest.json").read_text())
     failed = [r for r in manifest["reports"] if r["status"] != "ok"]
     assert [(r["scope_id"], r["status"], r["last_good_html"]) for r in failed] == [
-        ("na-mm", "failed", True)]
+        ("na-mm", "failed", True)
+    ]
     assert failed[0]["error"] == "RuntimeError: deliberate failure for na-mm"
     assert manifest["counts"] == {"reports": 5, "ok": 4, "failed": 1}
     # The executed notebook keeps the traceback for whoever debugs it.
@@ -432,16 +557,25 @@ def test_a_failing_report_fails_alone_keeps_its_last_good_html_and_the_cli_exits
 
 @pytest.mark.slow
 def test_a_hung_report_times_out_and_the_others_still_render(tmp_path, demo_source):
-    hang = stand_in_notebook(tmp_path / "hang.ipynb",
-                             'import time\nif scope_id == "R001":\n    time.sleep(300)')
-    matrix = write_matrix(tmp_path / "reports.yaml", {
-        "rep": {"notebook": str(hang), "scope": "rep", "scope_ids": ["R001", "R002"]}})
+    hang = stand_in_notebook(
+        tmp_path / "hang.ipynb", 'import time\nif scope_id == "R001":\n    time.sleep(300)'
+    )
+    matrix = write_matrix(
+        tmp_path / "reports.yaml",
+        {"rep": {"notebook": str(hang), "scope": "rep", "scope_ids": ["R001", "R002"]}},
+    )
 
-    result = render_batch(PERIOD, source=str(demo_source), out=str(tmp_path / "out"),
-                          matrix=matrix, timeout=20, progress=False, jobs=2)
+    result = render_batch(
+        PERIOD,
+        source=str(demo_source),
+        out=str(tmp_path / "out"),
+        matrix=matrix,
+        timeout=20,
+        progress=False,
+        jobs=2,
+    )
 
-    assert [(r.scope_id, r.status) for r in result.reports] == [("R001", "failed"),
-                                                                ("R002", "ok")]
+    assert [(r.scope_id, r.status) for r in result.reports] == [("R001", "failed"), ("R002", "ok")]
     assert result.failed[0].error == "TimeoutError: report timed out after 20 s"
     assert result.failed[0].seconds < 60
     assert not (tmp_path / "out" / PERIOD / "rep" / "R001.html").exists()

@@ -35,8 +35,9 @@ def demo_source(tmp_path_factory) -> Path:
     """The demo CRM at a small scale: six teams of one rep, history up to 2026-10."""
     from kpi_lib.demo import write_demo_data
 
-    return write_demo_data(tmp_path_factory.mktemp("demo") / "demo.duckdb", end=PERIOD, seed=7,
-                           scale=0.2)
+    return write_demo_data(
+        tmp_path_factory.mktemp("demo") / "demo.duckdb", end=PERIOD, seed=7, scale=0.2
+    )
 
 
 def write_matrix(path: Path, roles: dict) -> Path:
@@ -49,12 +50,19 @@ def write_matrix(path: Path, roles: dict) -> Path:
 
 def stand_in(path: Path, body: str) -> Path:
     """A tiny report notebook: the parameters cell, then ``body``."""
-    nb = new_notebook(cells=[
-        new_code_cell('period: str = ""\nscope_id: str = "all"\nsource: str = ""\n'
-                      'batch_dir: str = ""\ntargets: str = ""', metadata={"tags": ["parameters"]}),
-        new_code_cell(body),
-    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                "language": "python"}})
+    nb = new_notebook(
+        cells=[
+            new_code_cell(
+                'period: str = ""\nscope_id: str = "all"\nsource: str = ""\n'
+                'batch_dir: str = ""\ntargets: str = ""',
+                metadata={"tags": ["parameters"]},
+            ),
+            new_code_cell(body),
+        ],
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path
@@ -99,7 +107,8 @@ def test_the_render_command_has_fresh_kernels_and_force_switches_off_by_default(
 
 
 def test_an_account_renamed_changes_the_keys_of_its_rep_its_team_and_the_company_only(
-        tmp_path, demo_source):
+    tmp_path, demo_source
+):
     from kpi_lib.batch import prepare_batch
     from kpi_lib.sources import load_source
 
@@ -109,12 +118,16 @@ def test_an_account_renamed_changes_the_keys_of_its_rep_its_team_and_the_company
 
     changed = shutil.copy(demo_source, tmp_path / "changed.duckdb")
     with duckdb.connect(str(changed)) as con:
-        rep, team = con.sql("select owner_rep_id, team_id from opportunities o join reps r "
-                            "on r.rep_id = o.owner_rep_id where account_id is not null "
-                            "order by opportunity_id limit 1").fetchone()
-        con.sql(f"update accounts set account_name = 'Renamed Ltd' where account_id in "
-                f"(select account_id from opportunities where owner_rep_id = '{rep}' "
-                f"order by opportunity_id limit 1)")
+        rep, team = con.sql(
+            "select owner_rep_id, team_id from opportunities o join reps r "
+            "on r.rep_id = o.owner_rep_id where account_id is not null "
+            "order by opportunity_id limit 1"
+        ).fetchone()
+        con.sql(
+            f"update accounts set account_name = 'Renamed Ltd' where account_id in "
+            f"(select account_id from opportunities where owner_rep_id = '{rep}' "
+            f"order by opportunity_id limit 1)"
+        )
 
     before, after = digests(demo_source), digests(changed)
 
@@ -130,23 +143,41 @@ def test_an_account_renamed_changes_the_keys_of_its_rep_its_team_and_the_company
 
 @pytest.mark.slow
 def test_a_report_rendered_warm_after_another_teams_report_equals_one_rendered_fresh(
-        tmp_path, demo_source):
+    tmp_path, demo_source
+):
     """One worker renders team A, then team B, then a rep of A in one warm kernel; the pages and
     executed outputs equal those of fresh kernels, and team B's page names none of A's reps."""
     teams = teams_and_reps(demo_source)
     team_a, team_b = sorted(teams)[:2]
     rep_a = teams[team_a][0][0]
-    matrix = write_matrix(tmp_path / "reports.yaml", {
-        "manager": {"notebook": str(ROOT / "notebooks" / "manager.ipynb"), "scope": "team",
-                    "scope_ids": [team_a, team_b]},
-        "rep": {"notebook": str(ROOT / "notebooks" / "rep.ipynb"), "scope": "rep",
-                "scope_ids": [rep_a]},
-    })
+    matrix = write_matrix(
+        tmp_path / "reports.yaml",
+        {
+            "manager": {
+                "notebook": str(ROOT / "notebooks" / "manager.ipynb"),
+                "scope": "team",
+                "scope_ids": [team_a, team_b],
+            },
+            "rep": {
+                "notebook": str(ROOT / "notebooks" / "rep.ipynb"),
+                "scope": "rep",
+                "scope_ids": [rep_a],
+            },
+        },
+    )
     dirs = {}
     for fresh in (True, False):  # the same folder (its path is on the page), copied aside
-        result = render_batch(PERIOD, source=str(demo_source), out=str(tmp_path / "out"),
-                              as_of=AS_OF, matrix=matrix, jobs=1, progress=False,
-                              fresh_kernels=fresh, force=True)
+        result = render_batch(
+            PERIOD,
+            source=str(demo_source),
+            out=str(tmp_path / "out"),
+            as_of=AS_OF,
+            matrix=matrix,
+            jobs=1,
+            progress=False,
+            fresh_kernels=fresh,
+            force=True,
+        )
         assert not result.failed, result.summary()
         dirs[fresh] = Path(shutil.copytree(result.period_dir, tmp_path / str(fresh)))
 
@@ -160,25 +191,44 @@ def test_a_report_rendered_warm_after_another_teams_report_equals_one_rendered_f
 
 
 @pytest.mark.slow
-def test_a_dead_or_hung_kernel_fails_its_report_and_the_next_report_gets_a_fresh_one(tmp_path,
-                                                                                    demo_source):
+def test_a_dead_or_hung_kernel_fails_its_report_and_the_next_report_gets_a_fresh_one(
+    tmp_path, demo_source
+):
     """With one worker: R001 kills its kernel, R002 hangs past the timeout, R003 and R004 render
     (on a restarted warm kernel) and show that nothing of the reports before them survived."""
-    notebook = stand_in(tmp_path / "nb.ipynb", (
-        "import os, time\n"
-        "from IPython.display import HTML, display\n"
-        "seen = globals().get('LEFTOVER', 'none')\n"
-        "LEFTOVER = scope_id\n"
-        "if scope_id == 'R001':\n    os.kill(os.getpid(), 9)\n"
-        "if scope_id == 'R002':\n    time.sleep(120)\n"
-        "display(HTML(f\"<p class='who'>{scope_id} saw={seen} pid={os.getpid()}</p>\"))"
-    ))
-    matrix = write_matrix(tmp_path / "reports.yaml", {
-        "rep": {"notebook": str(notebook), "scope": "rep",
-                "scope_ids": ["R001", "R002", "R003", "R004"]}})
+    notebook = stand_in(
+        tmp_path / "nb.ipynb",
+        (
+            "import os, time\n"
+            "from IPython.display import HTML, display\n"
+            "seen = globals().get('LEFTOVER', 'none')\n"
+            "LEFTOVER = scope_id\n"
+            "if scope_id == 'R001':\n    os.kill(os.getpid(), 9)\n"
+            "if scope_id == 'R002':\n    time.sleep(120)\n"
+            "display(HTML(f\"<p class='who'>{scope_id} saw={seen} pid={os.getpid()}</p>\"))"
+        ),
+    )
+    matrix = write_matrix(
+        tmp_path / "reports.yaml",
+        {
+            "rep": {
+                "notebook": str(notebook),
+                "scope": "rep",
+                "scope_ids": ["R001", "R002", "R003", "R004"],
+            }
+        },
+    )
 
-    result = render_batch(PERIOD, source=str(demo_source), out=str(tmp_path / "out"),
-                          as_of=AS_OF, matrix=matrix, jobs=1, timeout=15, progress=False)
+    result = render_batch(
+        PERIOD,
+        source=str(demo_source),
+        out=str(tmp_path / "out"),
+        as_of=AS_OF,
+        matrix=matrix,
+        jobs=1,
+        timeout=15,
+        progress=False,
+    )
 
     status = {r.scope_id: (r.status, r.error or "") for r in result.reports}
     assert status["R001"][0] == "failed" and "kernel" in status["R001"][1].lower()
@@ -198,28 +248,45 @@ def test_a_dead_or_hung_kernel_fails_its_report_and_the_next_report_gets_a_fresh
 
 @pytest.mark.slow
 def test_a_rerun_renders_nothing_unchanged_and_a_data_change_renders_only_what_shows_it(
-        tmp_path, demo_source):
-    notebook = stand_in(tmp_path / "nb.ipynb", (
-        "import os\nfrom IPython.display import HTML, display\n"
-        "display(HTML(f\"<p class='who'>{scope_id}</p>\"))"))
-    matrix = write_matrix(tmp_path / "reports.yaml", {
-        "executive": {"notebook": str(notebook), "scope": "company"},
-        "manager": {"notebook": str(notebook), "scope": "team"},
-        "rep": {"notebook": str(notebook), "scope": "rep"},
-    })
+    tmp_path, demo_source
+):
+    notebook = stand_in(
+        tmp_path / "nb.ipynb",
+        (
+            "import os\nfrom IPython.display import HTML, display\n"
+            "display(HTML(f\"<p class='who'>{scope_id}</p>\"))"
+        ),
+    )
+    matrix = write_matrix(
+        tmp_path / "reports.yaml",
+        {
+            "executive": {"notebook": str(notebook), "scope": "company"},
+            "manager": {"notebook": str(notebook), "scope": "team"},
+            "rep": {"notebook": str(notebook), "scope": "rep"},
+        },
+    )
     source = Path(shutil.copy(demo_source, tmp_path / "crm.duckdb"))
     out = tmp_path / "out"
 
     def render(**kwargs):
-        result = render_batch(PERIOD, source=str(source), out=str(out), as_of=AS_OF,
-                              matrix=matrix, progress=False, jobs=2, **kwargs)
+        result = render_batch(
+            PERIOD,
+            source=str(source),
+            out=str(out),
+            as_of=AS_OF,
+            matrix=matrix,
+            progress=False,
+            jobs=2,
+            **kwargs,
+        )
         assert not result.failed, result.summary()
         return result, {f"{r.role}/{r.scope_id}" for r in result.reports if not r.reused}
 
     first, rendered = render()
     assert len(rendered) == len(first.reports) >= 8
-    mtimes = {p: p.stat().st_mtime_ns for p in first.period_dir.rglob("*.html")
-              if p.name != "index.html"}
+    mtimes = {
+        p: p.stat().st_mtime_ns for p in first.period_dir.rglob("*.html") if p.name != "index.html"
+    }
 
     second, rendered = render()
     assert rendered == set()
@@ -232,9 +299,11 @@ def test_a_rerun_renders_nothing_unchanged_and_a_data_change_renders_only_what_s
     team = sorted(teams)[0]
     rep = teams[team][0][0]
     with duckdb.connect(str(source)) as con:
-        con.sql(f"update accounts set account_name = account_name || ' (renamed)' where "
-                f"account_id in (select account_id from opportunities where owner_rep_id = "
-                f"'{rep}' and account_id is not null)")
+        con.sql(
+            f"update accounts set account_name = account_name || ' (renamed)' where "
+            f"account_id in (select account_id from opportunities where owner_rep_id = "
+            f"'{rep}' and account_id is not null)"
+        )
     third, rendered = render()
     assert rendered == {"executive/all", f"manager/{team}", f"rep/{rep}"}
 

@@ -162,7 +162,9 @@ def test_relative_paths_resolve_against_the_project_root_from_any_folder(tmp_pat
     assert project_path(str(tmp_path)) == tmp_path
     assert resolve_source("data/demo.duckdb").startswith("/")
     assert resolve_source("") == ""
-    assert resolve_source("postgresql://u@127.0.0.1:5432/crm") == "postgresql://u@127.0.0.1:5432/crm"
+    assert (
+        resolve_source("postgresql://u@127.0.0.1:5432/crm") == "postgresql://u@127.0.0.1:5432/crm"
+    )
 
 
 # ---- the report on a tiny CRM ----------------------------------------------------------------

@@ -51,17 +51,32 @@ def report_on(as_of: str, role="executive", scope="company", scope_id="all", nam
     src = source(OPPS, teams=TEAMS, reps=REPS)
     cube = kpi_lib.compute_cube(src, "2025-10:2026-10", as_of=as_of, targets=TARGETS)
     ctx = SimpleNamespace(
-        period=Period.parse("2026-10"), scope=scope, scope_id=scope_id, scope_name=name,
-        team_id="east" if scope == "rep" else None, cube=cube, source=src,
-        unavailable=cube.attrs["unavailable"], findings=[], fingerprint="abc123",
-        code_version="0.1.0", as_of=as_of, generated_at="2026-10-15T06:00:00",
+        period=Period.parse("2026-10"),
+        scope=scope,
+        scope_id=scope_id,
+        scope_name=name,
+        team_id="east" if scope == "rep" else None,
+        cube=cube,
+        source=src,
+        unavailable=cube.attrs["unavailable"],
+        findings=[],
+        fingerprint="abc123",
+        code_version="0.1.0",
+        as_of=as_of,
+        generated_at="2026-10-15T06:00:00",
         batch=SimpleNamespace(
-            reps=pd.DataFrame(REPS).assign(is_active=True), teams=pd.DataFrame(TEAMS),
+            reps=pd.DataFrame(REPS).assign(is_active=True),
+            teams=pd.DataFrame(TEAMS),
             targets=TARGETS,
         ),
     )
-    params = {"period": "2026-10", "scope_id": scope_id, "source": "<frames>",
-              "batch_dir": "", "targets": ""}
+    params = {
+        "period": "2026-10",
+        "scope_id": scope_id,
+        "source": "<frames>",
+        "batch_dir": "",
+        "targets": "",
+    }
     return Report(role, ctx, params)
 
 
@@ -136,9 +151,11 @@ def test_tiles_come_from_kpi_lib_mtd(mtd_report):
     ).set_index(["scope", "scope_id", "kpi"])
     revenue = table.loc[("company", "all", "revenue")]
     assert (revenue["value"], revenue["previous_same_days"]) == (400.0, 200.0)
-    assert mtd_report.partial.projection("company", "all", "revenue") == pytest.approx(
-        revenue["projection"]
-    ) == pytest.approx(400 * 31 / 14)
+    assert (
+        mtd_report.partial.projection("company", "all", "revenue")
+        == pytest.approx(revenue["projection"])
+        == pytest.approx(400 * 31 / 14)
+    )
 
 
 def test_highlights_speak_of_the_month_to_date_and_its_pace(mtd_report):
@@ -207,8 +224,9 @@ def test_executive_notebook_on_a_month_to_date_batch(tmp_path):
         write_demo_data(demo)
     folder = tmp_path / "2026-10" / "_data"
     prepare_batch(str(demo), "2026-10", out_dir=folder, as_of=AS_OF)
-    nb = execute("executive", tmp_path / "e.ipynb", cwd=ROOT, period="2026-10",
-                 batch_dir=str(folder))
+    nb = execute(
+        "executive", tmp_path / "e.ipynb", cwd=ROOT, period="2026-10", batch_dir=str(folder)
+    )
     assert_clean_run(nb)
     html = displayed_html(nb)
     assert "October 2026 to date: 1-14 Oct, 14 of 31 days" in html

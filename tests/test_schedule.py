@@ -25,26 +25,32 @@ from kpi_lib.schedule import RunLocked, monthly_plan, mtd_plan, run_lock
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("today, period, as_of", [
-    ("2026-11-28", "2026-10", "2026-11-27"),
-    ("2026-11-01", "2026-10", "2026-10-31"),
-    ("2027-01-01", "2026-12", "2026-12-31"),   # January: the previous month is last year's
-    ("2027-01-20", "2026-12", "2027-01-19"),
-    ("2028-03-01", "2028-02", "2028-02-29"),   # leap year
-])
+@pytest.mark.parametrize(
+    "today, period, as_of",
+    [
+        ("2026-11-28", "2026-10", "2026-11-27"),
+        ("2026-11-01", "2026-10", "2026-10-31"),
+        ("2027-01-01", "2026-12", "2026-12-31"),  # January: the previous month is last year's
+        ("2027-01-20", "2026-12", "2027-01-19"),
+        ("2028-03-01", "2028-02", "2028-02-29"),  # leap year
+    ],
+)
 def test_monthly_renders_the_last_complete_month(today, period, as_of):
     plan = monthly_plan(date.fromisoformat(today))
     assert (plan.period.label, plan.as_of.isoformat(), plan.partial) == (period, as_of, False)
 
 
-@pytest.mark.parametrize("today, period, as_of, partial", [
-    ("2026-11-15", "2026-11", "2026-11-14", True),
-    ("2026-11-02", "2026-11", "2026-11-01", True),
-    ("2026-11-01", "2026-10", "2026-10-31", False),   # the 1st: last month, now complete
-    ("2027-01-01", "2026-12", "2026-12-31", False),
-    ("2027-01-10", "2027-01", "2027-01-09", True),
-    ("2026-12-31", "2026-12", "2026-12-30", True),
-])
+@pytest.mark.parametrize(
+    "today, period, as_of, partial",
+    [
+        ("2026-11-15", "2026-11", "2026-11-14", True),
+        ("2026-11-02", "2026-11", "2026-11-01", True),
+        ("2026-11-01", "2026-10", "2026-10-31", False),  # the 1st: last month, now complete
+        ("2027-01-01", "2026-12", "2026-12-31", False),
+        ("2027-01-10", "2027-01", "2027-01-09", True),
+        ("2026-12-31", "2026-12", "2026-12-30", True),
+    ],
+)
 def test_mtd_renders_the_month_containing_yesterday(today, period, as_of, partial):
     plan = mtd_plan(date.fromisoformat(today))
     assert (plan.period.label, plan.as_of.isoformat(), plan.partial) == (period, as_of, partial)
@@ -61,13 +67,16 @@ def test_today_comes_from_the_option_then_the_environment_then_the_clock(monkeyp
         schedule.today()
 
 
-@pytest.mark.parametrize("as_of, previous", [
-    ("2026-11-14", "2026-10-14"),
-    ("2027-01-15", "2026-12-15"),
-    ("2026-03-31", "2026-02-28"),   # capped at the shorter month's end
-    ("2028-03-30", "2028-02-29"),
-    ("2026-10-31", "2026-09-30"),
-])
+@pytest.mark.parametrize(
+    "as_of, previous",
+    [
+        ("2026-11-14", "2026-10-14"),
+        ("2027-01-15", "2026-12-15"),
+        ("2026-03-31", "2026-02-28"),  # capped at the shorter month's end
+        ("2028-03-30", "2028-02-29"),
+        ("2026-10-31", "2026-09-30"),
+    ],
+)
 def test_the_same_days_of_the_previous_month_end_on_the_matching_day(as_of, previous):
     assert same_days_previous(as_of).date().isoformat() == previous
 
@@ -75,20 +84,28 @@ def test_the_same_days_of_the_previous_month_end_on_the_matching_day(as_of, prev
 def test_mtd_compares_to_date_with_the_same_days_and_projects_additive_kpis():
     # October 1-10 (as of Oct 10): won 100 (Oct 3) and 200 (Oct 9); 999 on Oct 12 is not known yet.
     # September 1-10: won 50 (Sep 5); 400 on Sep 20 is outside the same days.
-    src = source([
-        won("o1", "2026-10-03", 100), won("o2", "2026-10-09", 200), won("o3", "2026-10-12", 999),
-        won("s1", "2026-09-05", 50), won("s2", "2026-09-20", 400),
-    ])
+    src = source(
+        [
+            won("o1", "2026-10-03", 100),
+            won("o2", "2026-10-09", 200),
+            won("o3", "2026-10-12", 999),
+            won("s1", "2026-09-05", 50),
+            won("s2", "2026-09-20", 400),
+        ]
+    )
     table = mtd_comparison(src, "2026-10-10", targets={"revenue": {"company": 1000.0}})
     rev = table[(table["kpi"] == "revenue") & (table["scope"] == "company")].iloc[0]
     assert (rev["value"], rev["previous_same_days"]) == (300.0, 50.0)
     assert rev["change"] == pytest.approx(300 / 50 - 1)
-    assert rev["projection"] == pytest.approx(300 * 31 / 10)          # 930
+    assert rev["projection"] == pytest.approx(300 * 31 / 10)  # 930
     assert rev["projected_attainment"] == pytest.approx(0.93)
     assert (rev["days_elapsed"], rev["days_in_period"], rev["previous_as_of"]) == (
-        10, 31, "2026-09-10")
+        10,
+        31,
+        "2026-09-10",
+    )
     win = table[(table["kpi"] == "avg_deal_size") & (table["scope"] == "company")].iloc[0]
-    assert win["value"] == 150.0 and pd.isna(win["projection"])      # averages are not projected
+    assert win["value"] == 150.0 and pd.isna(win["projection"])  # averages are not projected
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,10 +124,17 @@ def test_a_second_run_is_refused_while_the_lock_is_held(tmp_path):
 
 def test_the_cli_exits_75_when_another_run_holds_the_lock(tmp_path, capsys):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from kpi_lib.schedule import run_lock\n"
-         f"with run_lock({str(tmp_path)!r}, 'mtd 2026-11'):\n"
-         "    print('locked', flush=True); time.sleep(30)"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from kpi_lib.schedule import run_lock\n"
+            f"with run_lock({str(tmp_path)!r}, 'mtd 2026-11'):\n"
+            "    print('locked', flush=True); time.sleep(30)",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         code = cli.main(["mtd", "--today", "2026-11-15", "--out", str(tmp_path)])
@@ -119,7 +143,8 @@ def test_the_cli_exits_75_when_another_run_holds_the_lock(tmp_path, capsys):
         holder.wait()
     assert code == 75
     assert f"error: {tmp_path / '.lock'} is held by pid {holder.pid} (mtd 2026-11)" in (
-        capsys.readouterr().err)
+        capsys.readouterr().err
+    )
 
 
 class FakeRender:
@@ -135,12 +160,25 @@ class FakeRender:
         period_dir = Path(out) / period
         (period_dir / "_data").mkdir(parents=True, exist_ok=True)
         (period_dir / "_data" / "batch.json").write_text("{}")
-        reports = [ReportOutcome("executive", "company", "all", "Company", "n",
-                                 "executive/all.html", "x", status="ok", seconds=1.5),
-                   ReportOutcome("rep", "rep", "R001", "Javier", "n", "rep/R001.html", "x",
-                                 status="ok", seconds=2.0)]
-        (period_dir / "manifest.json").write_text(json.dumps(
-            {"as_of": as_of, "counts": {"reports": 2, "ok": 2, "failed": 0}}))
+        reports = [
+            ReportOutcome(
+                "executive",
+                "company",
+                "all",
+                "Company",
+                "n",
+                "executive/all.html",
+                "x",
+                status="ok",
+                seconds=1.5,
+            ),
+            ReportOutcome(
+                "rep", "rep", "R001", "Javier", "n", "rep/R001.html", "x", status="ok", seconds=2.0
+            ),
+        ]
+        (period_dir / "manifest.json").write_text(
+            json.dumps({"as_of": as_of, "counts": {"reports": 2, "ok": 2, "failed": 0}})
+        )
         return BatchResult(period, period_dir, reports, "t0", "t1", 3.5, as_of=as_of)
 
 
@@ -154,15 +192,19 @@ def fake_render(monkeypatch):
     return recorder
 
 
-@pytest.mark.parametrize("command, today, period, as_of", [
-    ("monthly", "2027-01-01", "2026-12", "2026-12-31"),
-    ("monthly", "2027-01-17", "2026-12", "2027-01-16"),
-    ("mtd", "2027-01-01", "2026-12", "2026-12-31"),
-    ("mtd", "2027-01-17", "2027-01", "2027-01-16"),
-    ("mtd", "2026-11-01", "2026-10", "2026-10-31"),
-])
+@pytest.mark.parametrize(
+    "command, today, period, as_of",
+    [
+        ("monthly", "2027-01-01", "2026-12", "2026-12-31"),
+        ("monthly", "2027-01-17", "2026-12", "2027-01-16"),
+        ("mtd", "2027-01-01", "2026-12", "2026-12-31"),
+        ("mtd", "2027-01-17", "2027-01", "2027-01-16"),
+        ("mtd", "2026-11-01", "2026-10", "2026-10-31"),
+    ],
+)
 def test_the_fake_clock_drives_monthly_and_mtd_to_the_right_period(
-        command, today, period, as_of, fake_render, monkeypatch, tmp_path, capsys):
+    command, today, period, as_of, fake_render, monkeypatch, tmp_path, capsys
+):
     monkeypatch.setenv("KPI_TODAY", today)
     extra = ["--no-send"] if command == "monthly" else []
     assert cli.main([command, "--out", str(tmp_path), *extra]) == 0
@@ -190,6 +232,11 @@ def test_mtd_renders_again_each_day_but_not_twice_a_day(fake_render, tmp_path):
 
 def test_make_monthly_and_mtd_call_the_cli():
     for target, command in (("monthly", "-m kpi_lib monthly"), ("mtd", "-m kpi_lib mtd")):
-        dry = subprocess.run(["make", "-n", target, "PY=python"], cwd=ROOT, capture_output=True,
-                             text=True, check=True).stdout
+        dry = subprocess.run(
+            ["make", "-n", target, "PY=python"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         assert command in dry and "--source" in dry and "--out reports" in dry

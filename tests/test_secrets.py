@@ -29,17 +29,24 @@ DB_PASSWORD = "Db-s3cret-9f2c"
 SMTP_PASSWORD = "Smtp-s3cret-77aa"
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("postgresql://kpi:Db-s3cret@db:5432/crm", "postgresql://kpi:***@db:5432/crm"),
-    ("cannot connect to mysql://root:p%40ss@10.0.0.1/x: refused",
-     "cannot connect to mysql://root:***@10.0.0.1/x: refused"),
-    ("source 'snowflake://u:pw@acct/db/schema?warehouse=w'",
-     "source 'snowflake://u:***@acct/db/schema?warehouse=w'"),
-    ("host=db user=kpi password=s3cret dbname=crm", "host=db user=kpi password=*** dbname=crm"),
-    ("Server=db;PWD=s3cret;Database=crm", "Server=db;PWD=***;Database=crm"),
-    ("postgresql://kpi@db/crm, data/demo.duckdb", "postgresql://kpi@db/crm, data/demo.duckdb"),
-    ("http://example.com:8080/path", "http://example.com:8080/path"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("postgresql://kpi:Db-s3cret@db:5432/crm", "postgresql://kpi:***@db:5432/crm"),
+        (
+            "cannot connect to mysql://root:p%40ss@10.0.0.1/x: refused",
+            "cannot connect to mysql://root:***@10.0.0.1/x: refused",
+        ),
+        (
+            "source 'snowflake://u:pw@acct/db/schema?warehouse=w'",
+            "source 'snowflake://u:***@acct/db/schema?warehouse=w'",
+        ),
+        ("host=db user=kpi password=s3cret dbname=crm", "host=db user=kpi password=*** dbname=crm"),
+        ("Server=db;PWD=s3cret;Database=crm", "Server=db;PWD=***;Database=crm"),
+        ("postgresql://kpi@db/crm, data/demo.duckdb", "postgresql://kpi@db/crm, data/demo.duckdb"),
+        ("http://example.com:8080/path", "http://example.com:8080/path"),
+    ],
+)
 def test_redact_masks_passwords_in_urls_and_connection_strings(text, expected):
     assert redact(text) == expected
 
@@ -49,8 +56,7 @@ def test_redact_masks_the_smtp_password_wherever_it_appears(monkeypatch):
     assert redact(f"login failed ({SMTP_PASSWORD!r})") == "login failed ('***')"
 
 
-def test_the_real_url_goes_to_the_environment_and_comes_back_only_from_its_redaction(
-        monkeypatch):
+def test_the_real_url_goes_to_the_environment_and_comes_back_only_from_its_redaction(monkeypatch):
     monkeypatch.delenv("KPI_SOURCE_URL", raising=False)
     url = f"postgresql://kpi:{DB_PASSWORD}@127.0.0.1:5/crm"
     shown = hide_source(url)
@@ -61,11 +67,12 @@ def test_the_real_url_goes_to_the_environment_and_comes_back_only_from_its_redac
     assert redact(f"the driver said: {DB_PASSWORD} is wrong") == "the driver said: *** is wrong"
 
 
-
-@pytest.mark.parametrize("command", [["kpis", "--period", PERIOD], ["validate"],
-                                     ["render", "--period", PERIOD]])
+@pytest.mark.parametrize(
+    "command", [["kpis", "--period", PERIOD], ["validate"], ["render", "--period", PERIOD]]
+)
 def test_a_url_with_a_password_to_a_closed_port_fails_without_the_password(
-        tmp_path, capsys, monkeypatch, command):
+    tmp_path, capsys, monkeypatch, command
+):
     monkeypatch.delenv("KPI_SOURCE_URL", raising=False)
     url = f"postgresql://kpi:{DB_PASSWORD}@127.0.0.1:{free_port()}/crm"
     extra = ["--out", str(tmp_path / "reports")] if command[0] == "render" else []
@@ -80,7 +87,6 @@ def test_a_url_with_a_password_to_a_closed_port_fails_without_the_password(
 # --------------------------------------------------------------------------------------------
 # A whole run against servers that want passwords
 # --------------------------------------------------------------------------------------------
-
 
 
 @pytest.fixture(scope="module")
@@ -108,14 +114,34 @@ def test_no_output_of_a_render_and_send_holds_either_password(postgres, tmp_path
 
     rep = str(tables["reps"]["rep_id"].iloc[0])
     (tmp_path / "params").mkdir()
-    (tmp_path / "params" / "reports.yaml").write_text(yaml.safe_dump({"roles": {
-        "executive": {"notebook": str(ROOT / "notebooks/executive.ipynb"), "scope": "company"},
-        "rep": {"notebook": str(ROOT / "notebooks/rep.ipynb"), "scope": "rep",
-                "scope_ids": [rep]}}}))
+    (tmp_path / "params" / "reports.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "roles": {
+                    "executive": {
+                        "notebook": str(ROOT / "notebooks/executive.ipynb"),
+                        "scope": "company",
+                    },
+                    "rep": {
+                        "notebook": str(ROOT / "notebooks/rep.ipynb"),
+                        "scope": "rep",
+                        "scope_ids": [rep],
+                    },
+                }
+            }
+        )
+    )
     recipients = tmp_path / "recipients.yaml"
-    recipients.write_text(yaml.safe_dump({"recipients": [
-        {"email": "ceo@example.com", "name": "Dana Whitfield", "role": "executive"},
-        {"email": "rep@example.com", "name": "Rep One", "role": "rep", "rep_id": rep}]}))
+    recipients.write_text(
+        yaml.safe_dump(
+            {
+                "recipients": [
+                    {"email": "ceo@example.com", "name": "Dana Whitfield", "role": "executive"},
+                    {"email": "rep@example.com", "name": "Rep One", "role": "rep", "rep_id": rep},
+                ]
+            }
+        )
+    )
 
     class Inbox:
         messages: list[bytes] = []
@@ -129,27 +155,91 @@ def test_no_output_of_a_render_and_send_holds_either_password(postgres, tmp_path
         return AuthResult(success=ok, handled=False)
 
     inbox, port = Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port, authenticator=authenticator,
-                            auth_require_tls=False, auth_exclude_mechanism=["LOGIN"])
+    controller = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=authenticator,
+        auth_require_tls=False,
+        auth_exclude_mechanism=["LOGIN"],
+    )
     env = {k: v for k, v in os.environ.items() if k != "KPI_SOURCE_URL"}
     env["KPI_SMTP_PASSWORD"] = SMTP_PASSWORD
     out = tmp_path / "reports"
     controller.start()
     try:
-        renders = [subprocess.run(  # a fresh batch, then again for a later day (a rerun)
-            [sys.executable, "-m", "kpi_lib", "render", "--period", PERIOD, "--source",
-             postgres, "--out", str(out), "--as-of", as_of, "--jobs", "2"],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
-            for as_of in (AS_OF, "2026-11-06")]
+        renders = [
+            subprocess.run(  # a fresh batch, then again for a later day (a rerun)
+                [
+                    sys.executable,
+                    "-m",
+                    "kpi_lib",
+                    "render",
+                    "--period",
+                    PERIOD,
+                    "--source",
+                    postgres,
+                    "--out",
+                    str(out),
+                    "--as-of",
+                    as_of,
+                    "--jobs",
+                    "2",
+                ],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=400,
+            )
+            for as_of in (AS_OF, "2026-11-06")
+        ]
         send = subprocess.run(
-            [sys.executable, "-m", "kpi_lib", "send", "--period", PERIOD, "--out", str(out),
-             "--recipients", str(recipients), "--smtp-host", "127.0.0.1", "--smtp-port",
-             str(port), "--smtp-user", "ops", "--retry-delay", "0.01"],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+            [
+                sys.executable,
+                "-m",
+                "kpi_lib",
+                "send",
+                "--period",
+                PERIOD,
+                "--out",
+                str(out),
+                "--recipients",
+                str(recipients),
+                "--smtp-host",
+                "127.0.0.1",
+                "--smtp-port",
+                str(port),
+                "--smtp-user",
+                "ops",
+                "--retry-delay",
+                "0.01",
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         eml = subprocess.run(  # the .eml dry run too
-            [sys.executable, "-m", "kpi_lib", "send", "--period", PERIOD, "--out", str(out),
-             "--recipients", str(recipients)],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+            [
+                sys.executable,
+                "-m",
+                "kpi_lib",
+                "send",
+                "--period",
+                PERIOD,
+                "--out",
+                str(out),
+                "--recipients",
+                str(recipients),
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         controller.stop()
 
@@ -164,13 +254,22 @@ def test_no_output_of_a_render_and_send_holds_either_password(postgres, tmp_path
 
     outputs = [p for p in out.rglob("*") if p.is_file()]
     assert len(outputs) >= 10
-    texts = {"render stdout+stderr": "".join(r.stdout + r.stderr for r in renders),
-             "send stdout+stderr": send.stdout + send.stderr + eml.stdout + eml.stderr}
-    texts |= {f"message {i}": m.decode("utf-8", "replace")
-              for i, m in enumerate(inbox.messages)}
-    leaks = [str(p) for p in outputs for secret in (DB_PASSWORD, SMTP_PASSWORD)
-             if secret.encode() in p.read_bytes()]
-    leaks += [name for name, text in texts.items()
-              for secret in (DB_PASSWORD, SMTP_PASSWORD) if secret in text]
+    texts = {
+        "render stdout+stderr": "".join(r.stdout + r.stderr for r in renders),
+        "send stdout+stderr": send.stdout + send.stderr + eml.stdout + eml.stderr,
+    }
+    texts |= {f"message {i}": m.decode("utf-8", "replace") for i, m in enumerate(inbox.messages)}
+    leaks = [
+        str(p)
+        for p in outputs
+        for secret in (DB_PASSWORD, SMTP_PASSWORD)
+        if secret.encode() in p.read_bytes()
+    ]
+    leaks += [
+        name
+        for name, text in texts.items()
+        for secret in (DB_PASSWORD, SMTP_PASSWORD)
+        if secret in text
+    ]
     assert leaks == []
     print(f"\nsecrets: scanned {len(outputs)} files and {len(texts)} outputs, 0 leaks")

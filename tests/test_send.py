@@ -126,8 +126,9 @@ class Inbox:
         return Counter(r for rcpts, _ in self.messages for r in rcpts)
 
     def parsed(self) -> dict[str, object]:
-        return {rcpts[0]: message_from_bytes(raw, policy=policy.default)
-                for rcpts, raw in self.messages}
+        return {
+            rcpts[0]: message_from_bytes(raw, policy=policy.default) for rcpts, raw in self.messages
+        }
 
 
 @pytest.fixture
@@ -146,10 +147,32 @@ def smtp_server():
 
 def send_cli(out: Path, recipients: Path, port: int, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "kpi_lib", "send", "--period", "2026-10", "--out", str(out),
-         "--recipients", str(recipients), "--smtp-host", "127.0.0.1", "--smtp-port", str(port),
-         "--retries", "2", "--retry-delay", "0.01", *extra],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "kpi_lib",
+            "send",
+            "--period",
+            "2026-10",
+            "--out",
+            str(out),
+            "--recipients",
+            str(recipients),
+            "--smtp-host",
+            "127.0.0.1",
+            "--smtp-port",
+            str(port),
+            "--retries",
+            "2",
+            "--retry-delay",
+            "0.01",
+            *extra,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,11 +194,16 @@ def test_without_a_host_each_digest_is_an_eml_file_in_the_outbox(out, recipients
 
 
 @pytest.mark.slow
-def test_a_real_smtp_server_receives_each_recipient_their_scopes_only(out, recipients,
-                                                                     smtp_server):
+def test_a_real_smtp_server_receives_each_recipient_their_scopes_only(out, recipients, smtp_server):
     inbox, port = smtp_server
-    result = send_batch("2026-10", out=out, recipients=recipients,
-                        smtp=smtp_settings("127.0.0.1", port), retry=FAST, log=lambda _: None)
+    result = send_batch(
+        "2026-10",
+        out=out,
+        recipients=recipients,
+        smtp=smtp_settings("127.0.0.1", port),
+        retry=FAST,
+        log=lambda _: None,
+    )
     assert sorted(result.sent) == sorted(GRANTED) and not result.failed
     assert inbox.per_recipient() == Counter({email: 1 for email in GRANTED})
     for email, msg in inbox.parsed().items():
@@ -199,17 +227,20 @@ def test_a_real_smtp_server_receives_each_recipient_their_scopes_only(out, recip
 def test_a_rerun_sends_nothing_already_in_the_ledger(out, recipients, smtp_server):
     inbox, port = smtp_server
     settings = smtp_settings("127.0.0.1", port)
-    send_batch("2026-10", out=out, recipients=recipients, smtp=settings, retry=FAST,
-               log=lambda _: None)
-    again = send_batch("2026-10", out=out, recipients=recipients, smtp=settings, retry=FAST,
-                       log=lambda _: None)
+    send_batch(
+        "2026-10", out=out, recipients=recipients, smtp=settings, retry=FAST, log=lambda _: None
+    )
+    again = send_batch(
+        "2026-10", out=out, recipients=recipients, smtp=settings, retry=FAST, log=lambda _: None
+    )
     assert again.sent == [] and sorted(again.already_sent) == sorted(GRANTED)
     assert len(inbox.messages) == 4
 
 
 @pytest.mark.slow
-def test_a_sender_killed_halfway_and_rerun_delivers_exactly_one_email_each(out, recipients,
-                                                                          smtp_server):
+def test_a_sender_killed_halfway_and_rerun_delivers_exactly_one_email_each(
+    out, recipients, smtp_server
+):
     inbox, port = smtp_server
     first = send_cli(out, recipients, port)
     inbox.kill = (3, first.pid)  # SIGKILL the sender when its third message arrives
@@ -229,10 +260,15 @@ def test_a_dropped_connection_and_a_421_are_retried_with_backoff(out, recipients
     inbox, port = smtp_server
     inbox.drop, inbox.defer = {2}, {4}
     waits: list[float] = []
-    result = send_batch("2026-10", out=out, recipients=recipients,
-                        smtp=smtp_settings("127.0.0.1", port),
-                        retry=RetryPolicy(attempts=3, base_delay=0.5, max_delay=4),
-                        log=lambda _: None, sleep=waits.append)
+    result = send_batch(
+        "2026-10",
+        out=out,
+        recipients=recipients,
+        smtp=smtp_settings("127.0.0.1", port),
+        retry=RetryPolicy(attempts=3, base_delay=0.5, max_delay=4),
+        log=lambda _: None,
+        sleep=waits.append,
+    )
     assert not result.failed
     assert waits == [0.5, 0.5]
     assert inbox.per_recipient() == Counter({email: 1 for email in GRANTED})
@@ -240,11 +276,25 @@ def test_a_dropped_connection_and_a_421_are_retried_with_backoff(out, recipients
 
 @pytest.mark.slow
 def test_a_refused_recipient_fails_with_exit_1_and_a_rerun_sends_only_that_one(
-        out, recipients, smtp_server, capsys):
+    out, recipients, smtp_server, capsys
+):
     inbox, port = smtp_server
     inbox.reject = {"emm@example.com"}
-    args = ["send", "--period", "2026-10", "--out", str(out), "--recipients", str(recipients),
-            "--smtp-host", "127.0.0.1", "--smtp-port", str(port), "--retry-delay", "0.01"]
+    args = [
+        "send",
+        "--period",
+        "2026-10",
+        "--out",
+        str(out),
+        "--recipients",
+        str(recipients),
+        "--smtp-host",
+        "127.0.0.1",
+        "--smtp-port",
+        str(port),
+        "--retry-delay",
+        "0.01",
+    ]
     assert cli.main(args) == 1
     err = capsys.readouterr().err
     assert "3 digests sent via smtp" in err and "1 failed" in err
@@ -257,9 +307,25 @@ def test_a_refused_recipient_fails_with_exit_1_and_a_rerun_sends_only_that_one(
 @pytest.mark.slow
 def test_an_unreachable_server_fails_everyone_quickly_with_exit_1(out, recipients, capsys):
     port = free_port()  # nothing listens there
-    code = cli.main(["send", "--period", "2026-10", "--out", str(out), "--recipients",
-                     str(recipients), "--smtp-host", "127.0.0.1", "--smtp-port", str(port),
-                     "--retries", "2", "--retry-delay", "0.01"])
+    code = cli.main(
+        [
+            "send",
+            "--period",
+            "2026-10",
+            "--out",
+            str(out),
+            "--recipients",
+            str(recipients),
+            "--smtp-host",
+            "127.0.0.1",
+            "--smtp-port",
+            str(port),
+            "--retries",
+            "2",
+            "--retry-delay",
+            "0.01",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert "0 digests sent" in err and "4 failed" in err
@@ -268,7 +334,8 @@ def test_an_unreachable_server_fails_everyone_quickly_with_exit_1(out, recipient
 
 @pytest.mark.slow
 def test_the_password_comes_from_the_environment_and_is_written_nowhere(
-        out, recipients, monkeypatch, capsys):
+    out, recipients, monkeypatch, capsys
+):
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult
 
@@ -279,13 +346,31 @@ def test_the_password_comes_from_the_environment_and_is_written_nowhere(
         return AuthResult(success=ok, handled=False)  # handled=False: the server answers 535
 
     inbox, port = Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port, authenticator=authenticator,
-                            auth_require_tls=False, auth_exclude_mechanism=["LOGIN"])
+    controller = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=authenticator,
+        auth_require_tls=False,
+        auth_exclude_mechanism=["LOGIN"],
+    )
     controller.start()
     try:
-        args = ["send", "--period", "2026-10", "--out", str(out), "--recipients",
-                str(recipients), "--smtp-host", "127.0.0.1", "--smtp-port", str(port),
-                "--smtp-user", "ops"]
+        args = [
+            "send",
+            "--period",
+            "2026-10",
+            "--out",
+            str(out),
+            "--recipients",
+            str(recipients),
+            "--smtp-host",
+            "127.0.0.1",
+            "--smtp-port",
+            str(port),
+            "--smtp-user",
+            "ops",
+        ]
         monkeypatch.setenv("KPI_SMTP_PASSWORD", "wrong-" + secret)
         assert cli.main(args) == 2
         refused = capsys.readouterr().err

@@ -59,8 +59,6 @@ def test_csv_and_parquet_folders_give_the_duckdb_cube(tmp_path, demo_tables, duc
     assert_same_cube(got, duckdb_cube)
 
 
-
-
 @pytest.fixture(scope="module")
 def postgres():
     """A PostgreSQL 15 server for this module: URL of an empty database ``crm``."""
