@@ -22,10 +22,8 @@ Example
 
 from __future__ import annotations
 
-import math
 import os
 import sys
-import time
 from pathlib import Path
 
 ENGINE_NAME = "kpi-warm"
@@ -314,38 +312,26 @@ def execute_report_warm(
     that raised, ``TimeoutError`` when out of time). After a timeout, a dead kernel or any
     other failure than a cell's exception, the kernel is restarted before the next report.
     """
-    import papermill
-    from nbclient.exceptions import CellTimeoutError
     from papermill.exceptions import PapermillExecutionError
+
+    from kpi_lib.render import execute_report
 
     _engine()
     warm = worker_kernel(kernel)
-    deadline = time.monotonic() + timeout
     warm.ready(str(cwd or Path.cwd()))
-
-    def remaining(_cell=None) -> int:
-        return max(1, math.ceil(deadline - time.monotonic()))
-
     try:
-        papermill.execute_notebook(
-            str(notebook),
-            str(output),
-            parameters=parameters,
-            kernel_name=kernel,
+        execute_report(
+            notebook,
+            output,
+            parameters,
+            timeout=timeout,
+            kernel=kernel,
+            cwd=cwd,
             engine_name=ENGINE_NAME,
             warm_kernel=warm,
-            cwd=str(cwd) if cwd else None,
-            progress_bar=False,
-            log_output=False,
-            request_save_on_cell_execute=False,
-            start_timeout=min(60, remaining()),
-            timeout_func=remaining,
         )
     except PapermillExecutionError:
         raise  # an exception in a cell: the kernel is fine, the next reset cleans up
-    except CellTimeoutError as exc:
-        warm.needs_restart = True
-        raise TimeoutError(f"report timed out after {timeout:g} s") from exc
-    except BaseException:
+    except BaseException:  # a timeout, a dead kernel: restart before the next report
         warm.needs_restart = True
         raise

@@ -297,6 +297,7 @@ def execute_report(
     timeout: float,
     kernel: str = "python3",
     cwd: Path | None = None,
+    **engine_options,
 ) -> None:
     """Execute one report notebook in a fresh kernel and write the executed notebook.
 
@@ -304,7 +305,8 @@ def execute_report(
     The whole notebook must finish within ``timeout`` seconds (not each cell). On failure
     the executed notebook (with the traceback) is still written, then the error is raised:
     ``papermill.PapermillExecutionError`` for an exception in a cell, ``TimeoutError`` when
-    the report ran out of time.
+    the report ran out of time. ``engine_options`` go to papermill: the warm pool passes its
+    engine and kernel (``kpi_lib._kernel_pool.execute_report_warm``).
 
     Example
     -------
@@ -331,6 +333,7 @@ def execute_report(
             request_save_on_cell_execute=False,
             start_timeout=min(60, remaining()),
             timeout_func=remaining,
+            **engine_options,
         )
     except CellTimeoutError as exc:
         raise TimeoutError(f"report timed out after {timeout:g} s") from exc
