@@ -28,11 +28,10 @@ import time
 import uuid
 from pathlib import Path
 
-import nbformat
 import pandas as pd
 import pytest
 import yaml
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from _notebooks import stand_in_notebook
 
 from kpi_lib.render import render_batch
 
@@ -61,37 +60,6 @@ if _FILE:
 
     os.replace = _stalled_replace
 """
-
-
-def stand_in_notebook(path: Path, extra_cell: str = "") -> Path:
-    """A small report notebook: parameters, a heading, the scope and run, a chart."""
-    cells = [
-        new_code_cell(
-            'period: str = ""\nscope_id: str = "all"\nsource: str = ""\n'
-            'batch_dir: str = ""\ntargets: str = ""',
-            metadata={"tags": ["parameters"]},
-        ),
-        new_markdown_cell("# Stand-in report"),
-    ]
-    if extra_cell:
-        cells.append(new_code_cell(extra_cell))
-    cells.append(
-        new_code_cell(
-            "import os\nimport matplotlib\nmatplotlib.use('agg')\nimport matplotlib.pyplot as plt\n"
-            "from IPython.display import HTML, display\n"
-            "display(HTML(f\"<p class='who'>{scope_id} run={os.environ.get('KPI_TEST_RUN')}</p>\"))\n"
-            "fig, ax = plt.subplots(figsize=(2, 1))\nax.plot([1, 3, 2])\ndisplay(fig)\nplt.close(fig)"
-        )
-    )
-    nb = new_notebook(
-        cells=cells,
-        metadata={
-            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
-        },
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, path)
-    return path
 
 
 def project(folder: Path, roles: dict, notebook_cell: str = "") -> Path:
