@@ -265,6 +265,11 @@ def _bar_trend(
             marker="_",
             label="target",
         )
+    return _trend_png(fig, ax, fig_title, labels, unit, partial)
+
+
+def _trend_png(fig, ax, fig_title: str, labels: list[str], unit: str, partial: bool) -> bytes:
+    """A monthly trend chart's period axis, value axis, title and legend; then the PNG."""
     _period_ticks(ax, labels, partial)
     ax.yaxis.set_major_formatter(theme.axis_formatter(unit))
     ax.tick_params(axis="x", labelsize=8)
@@ -300,13 +305,7 @@ def _line_trend(
         )
     if any(not is_missing(t) for t in targets):
         ax.plot(xs, targets, color=COLORS["target"], linestyle="--", linewidth=1.2, label="target")
-    _period_ticks(ax, labels, partial)
-    ax.yaxis.set_major_formatter(theme.axis_formatter(unit))
-    ax.tick_params(axis="x", labelsize=8)
-    ax.set_title(fig_title)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper left", fontsize=8)
-    return _png(fig)
+    return _trend_png(fig, ax, fig_title, labels, unit, partial)
 
 
 def _hbar(fig_title: str, names: list[str], values: list[float], unit: str) -> bytes:
