@@ -12,6 +12,7 @@ from pathlib import Path
 import ibis
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import yaml
 from ibis import _
 
@@ -165,45 +166,45 @@ def scope_rows(src: Source) -> pd.DataFrame:
 
 
 def _rollup(src: Source, measures: pd.DataFrame, periods: list[Period]) -> pd.DataFrame:
-    """Measures per (scope, scope_id, period_start), one column per measure, 0 where no rows."""
-    rep_team = src.frame("reps").set_index("rep_id")["team_id"]
+    """Measures per (scope, scope_id, period_start), one column per measure, 0 where no rows.
+
+    ``measures`` is ``compute_measures``' frame: rows of a rep count for the rep, its team and
+    the company; rows of a team (spend) for the team and the company; rows of nobody for the
+    company only.
+    """
+    rep_team = src.frame("reps").set_index("rep_id")["team_id"].astype("string")
     m = measures.copy()
     m["team_id"] = m["team_id"].fillna(m["rep_id"].map(rep_team))
-    keys = ["period_start", "measure"]
+    columns = [c for c in m.columns if c not in ("period_start", "rep_id", "team_id")]
     parts = [
-        m.groupby(keys, as_index=False)["value"].sum().assign(scope="company", scope_id="all"),
+        m.groupby("period_start")[columns].sum().assign(scope="company", scope_id="all"),
         m.dropna(subset=["team_id"])
-        .groupby(["team_id", *keys], as_index=False)["value"]
+        .groupby(["team_id", "period_start"])[columns]
         .sum()
+        .reset_index("team_id")
         .rename(columns={"team_id": "scope_id"})
         .assign(scope="team"),
         m.dropna(subset=["rep_id"])
-        .groupby(["rep_id", *keys], as_index=False)["value"]
+        .groupby(["rep_id", "period_start"])[columns]
         .sum()
+        .reset_index("rep_id")
         .rename(columns={"rep_id": "scope_id"})
         .assign(scope="rep"),
     ]
-    long = pd.concat(parts, ignore_index=True)
-    long["scope_id"] = long["scope_id"].astype(str)
-    wide = long.pivot_table(
-        index=["scope", "scope_id", "period_start"],
-        columns="measure",
-        values="value",
-        aggfunc="sum",
-    )
+    wide = pd.concat(parts).reset_index()
+    wide["period_start"] = pd.to_datetime(wide["period_start"]).astype("datetime64[ns]")
+    wide["scope_id"] = wide["scope_id"].astype(str)
+    wide = wide.set_index(["scope", "scope_id", "period_start"])[columns]
     scopes = scope_rows(src)
-    full = pd.MultiIndex.from_tuples(
-        [(s, i, p.start) for s, i in scopes.itertuples(index=False) for p in periods],
+    starts = pd.DatetimeIndex([p.start for p in periods]).astype("datetime64[ns]")
+    full = pd.MultiIndex.from_arrays(
+        [
+            np.repeat(scopes["scope"].to_numpy(), len(starts)),
+            np.repeat(scopes["scope_id"].to_numpy(), len(starts)),
+            np.tile(starts, len(scopes)),
+        ],
         names=["scope", "scope_id", "period_start"],
     )
-    wide.index = (
-        wide.index.set_levels(
-            pd.to_datetime(wide.index.levels[2]).astype("datetime64[ns]"), level=2
-        )
-        if len(wide)
-        else wide.index
-    )
-    full = full.set_levels(pd.to_datetime(full.levels[2]).astype("datetime64[ns]"), level=2)
     return wide.reindex(full).fillna(0.0)
 
 
@@ -320,36 +321,46 @@ def stage_order(src: Source, stages: Sequence[str] | None = None) -> list[str]:
 def _assemble(
     values, target_series: dict[str, pd.Series], wanted: list[Period], unavailable
 ) -> pd.DataFrame:
+    """The tidy cube: rows ordered by period, then scope row (company, teams, reps), then KPI."""
     index = next(iter(values.values()))[0].index
-    keep = index.get_level_values("period_start").isin([p.start for p in wanted])
-    frames = []
-    for name, (value, num, den) in values.items():
-        if name.startswith("_"):
-            continue
-        target = pd.Series(np.nan, index=index)
-        if name in target_series and name not in unavailable:
-            target = target_series[name]
-        frames.append(
-            pd.DataFrame(
-                {
-                    "kpi": name,
-                    "value": value,
-                    "numerator": num,
-                    "denominator": den,
-                    "target": target,
-                    "_row": np.arange(len(index)),
-                    "_kpi": len(frames),
-                },
-                index=index,
-            )[keep]
-        )
-    cube = pd.concat(frames).reset_index()
+    names = [name for name in values if not name.startswith("_")]
     labels = {p.start: p.label for p in wanted}
-    cube["period"] = cube.pop("period_start").map(pd.Series(labels))
-    period_rank = cube["period"].map({p.label: i for i, p in enumerate(wanted)})
-    # Grid rows run scope by scope, period within scope: order period, scope row, KPI.
-    cube = cube.assign(_p=period_rank).sort_values(["_p", "_row", "_kpi"], kind="stable")
-    cube = cube.reset_index(drop=True)[CUBE_COLUMNS]
-    for column in ("value", "numerator", "denominator", "target"):
-        cube[column] = cube[column].astype("float64").replace([np.inf, -np.inf], np.nan)
-    return cube
+    starts = index.get_level_values("period_start")
+    rank = pd.Series(range(len(wanted)), index=[p.start for p in wanted])
+    period_rank = starts.map(rank)
+    keep = np.flatnonzero(period_rank.notna())
+    order = keep[np.argsort(period_rank[keep].astype(int), kind="stable")]  # period-major
+    nan = np.full(len(index), np.nan)
+
+    def stacked(pick) -> np.ndarray:
+        table = np.column_stack([np.asarray(pick(name), dtype="float64") for name in names])
+        out = table[order].ravel()
+        out[np.isinf(out)] = np.nan
+        return out
+
+    def target(name: str):
+        if name in target_series and name not in unavailable:
+            return target_series[name].to_numpy()
+        return nan
+
+    k = len(names)
+    rows = np.repeat(order, k)  # grid row of every cube row
+    return pd.DataFrame(
+        {
+            "period": _str_column(starts.map(labels), rows),
+            "scope": _str_column(index.get_level_values("scope"), rows),
+            "scope_id": _str_column(index.get_level_values("scope_id"), rows),
+            "kpi": _str_column(names, np.tile(np.arange(k), len(order))),
+            "value": stacked(lambda name: values[name][0]),
+            "numerator": stacked(lambda name: values[name][1]),
+            "denominator": stacked(lambda name: values[name][2]),
+            "target": stacked(target),
+        }
+    )
+
+
+def _str_column(values, positions: np.ndarray) -> pd.Series:
+    """``values[positions]`` as a string column, gathered in Arrow (no Python object per row)."""
+    strings = pa.array(np.asarray(values, dtype=object), type=pa.large_string(), from_pandas=True)
+    taken = strings.take(positions)
+    return pd.Series(pd.array(taken, dtype=pd.StringDtype("pyarrow", na_value=np.nan)))

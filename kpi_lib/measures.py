@@ -5,16 +5,18 @@ additive over reps, so it is computed once at the finest grain (period x rep, or
 for spend) and rolled up to teams and the company afterwards. Only these aggregates leave the
 database, never raw rows.
 
-One row of the result: ``period_start, rep_id, team_id, measure, value``.
+One row of the result: ``period_start, rep_id, team_id`` and one column per measure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import ibis
 import pandas as pd
+import pyarrow as pa
 from ibis import _
 
 from kpi_lib.periods import Period
@@ -86,32 +88,66 @@ def compute_measures(
     Returns
     -------
     DataFrame
-        One row per period x rep (``team_id`` null) or period x team (spend; ``rep_id`` null)
-        or period x nobody (both null: company-only figures) x measure, with ``value``.
+        One row per period x rep (``team_id`` null), period x team (spend; ``rep_id`` null) or
+        period x nobody (both null: company-only figures), one float column per measure (0 where
+        a query has no row for the key).
+
+    Example
+    -------
+    >>> w = Window(tuple(parse_periods("2026-09:2026-10")), parse_as_of("2026-11-28"))  # doctest: +SKIP
+    >>> compute_measures(load_source("data/demo.duckdb"), w)[["rep_id", "won_amount"]]  # doctest: +SKIP
     """
     ranks = {stage: i for i, stage in enumerate(stage_order or [])}
-    frames = [_melt(df) for df in _measure_tables(src, window, stage_probabilities or {}, ranks)]
-    frames = [f for f in frames if len(f)]
+    queries = list(_measure_queries(src, window, stage_probabilities or {}, ranks))
+    frames = [
+        q.finish(df) for q, df in zip(queries, _fetch_all(src, queries), strict=True) if len(df)
+    ]
+    keys = ["period_start", "rep_id", "team_id"]
     if not frames:
-        return pd.DataFrame(columns=["period_start", "rep_id", "team_id", "measure", "value"])
-    return pd.concat(frames, ignore_index=True)
-
-
-def _melt(df: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(columns=keys)
+    for df in frames:
+        for column in ("rep_id", "team_id"):
+            if column not in df:
+                df[column] = None
+        df["period_start"] = pd.to_datetime(df["period_start"]).astype("datetime64[us]")
+    wide = pd.concat(frames, ignore_index=True)
     for column in ("rep_id", "team_id"):
-        if column not in df:
-            df[column] = pd.NA
-    long = df.melt(
-        id_vars=["period_start", "rep_id", "team_id"], var_name="measure", value_name="value"
-    )
-    long["period_start"] = pd.to_datetime(long["period_start"]).astype("datetime64[us]")
-    long["value"] = pd.to_numeric(long["value"]).astype("float64")
-    return long
+        wide[column] = wide[column].astype("string")
+    measures = [c for c in wide.columns if c not in keys]
+    wide[measures] = wide[measures].apply(pd.to_numeric).astype("float64")
+    return wide.groupby(keys, dropna=False, as_index=False, sort=False)[measures].sum()
 
 
-def _measure_tables(
+@dataclass(frozen=True)
+class _Query:
+    """One aggregate query of the measures, and what turns its result into measure columns."""
+
+    expr: ibis.Table
+    finish: Callable[[pd.DataFrame], pd.DataFrame] = lambda df: df
+
+
+def _fetch_all(src: Source, queries: list[_Query]) -> list[pd.DataFrame]:
+    """Every query's result. On DuckDB a second thread runs each query while the next one
+    compiles (DuckDB releases the GIL while it computes); elsewhere one after the other."""
+    backend = src.con
+    if backend.name != "duckdb":
+        return [q.expr.to_pandas() for q in queries]
+    for q in queries:  # in-memory tables (periods, probabilities) registered before any query runs
+        backend._run_pre_execute_hooks(q.expr)
+
+    def run(sql: str, schema: pa.Schema) -> pd.DataFrame:
+        return backend.con.sql(sql).to_arrow_table().cast(schema).to_pandas()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        futures = [
+            pool.submit(run, backend.compile(q.expr), q.expr.schema().to_pyarrow()) for q in queries
+        ]
+        return [f.result() for f in futures]
+
+
+def _measure_queries(
     src: Source, w: Window, probabilities: dict[str, float], ranks: dict[str, int]
-) -> Iterator[pd.DataFrame]:
+) -> Iterator[_Query]:
     opps = _known_opportunities(src, w)
     history = _ranked_history(src, ranks) if src.has("stage_history") else None
     yield from _opportunity_measures(src, w, opps, probabilities, history)
@@ -150,8 +186,8 @@ def _known_opportunities(src: Source, w: Window) -> ibis.Table:
     return o.mutate(closed_known=closed, won_known=closed & o.is_won)
 
 
-def _by_rep(t: ibis.Table, period_start: ibis.Value, rep: ibis.Value, **aggs) -> pd.DataFrame:
-    return t.group_by(period_start=period_start, rep_id=rep).aggregate(**aggs).to_pandas()
+def _by_rep(t: ibis.Table, period_start: ibis.Value, rep: ibis.Value, **aggs) -> _Query:
+    return _Query(t.group_by(period_start=period_start, rep_id=rep).aggregate(**aggs))
 
 
 def _opportunity_measures(
@@ -160,7 +196,7 @@ def _opportunity_measures(
     o: ibis.Table,
     probabilities: dict[str, float],
     history: ibis.Table | None,
-) -> Iterator[pd.DataFrame]:
+) -> Iterator[_Query]:
     created = o.filter(w.contains(o.created_at))
     yield _by_rep(
         created,
@@ -197,7 +233,7 @@ def _opportunity_measures(
 
 def _pipeline(
     w: Window, o: ibis.Table, probabilities: dict[str, float], history: ibis.Table | None
-) -> pd.DataFrame:
+) -> _Query:
     """Open amount at the end of each period, and weighted by the stage the deal was in then."""
     periods = w.table()
     end = o.join(
@@ -237,7 +273,7 @@ def _pipeline(
     )
 
 
-def _reps_active(src: Source, w: Window) -> pd.DataFrame:
+def _reps_active(src: Source, w: Window) -> _Query:
     reps = src.table("reps")
     periods = w.table()
     active = reps.filter(reps.is_quota_carrying).join(
@@ -250,7 +286,7 @@ def _reps_active(src: Source, w: Window) -> pd.DataFrame:
     return _by_rep(active, active.period_start, active.rep_id, reps_active=active.count())
 
 
-def _lead_measures(src: Source, w: Window, o: ibis.Table) -> Iterator[pd.DataFrame]:
+def _lead_measures(src: Source, w: Window, o: ibis.Table) -> Iterator[_Query]:
     leads = src.table("leads")
     created = leads.filter(w.contains(leads.created_at))
     yield _by_rep(
@@ -269,33 +305,39 @@ def _lead_measures(src: Source, w: Window, o: ibis.Table) -> Iterator[pd.DataFra
     )
 
 
-def _activity_measures(src: Source, w: Window) -> pd.DataFrame:
+def _activity_measures(src: Source, w: Window) -> _Query:
     a = src.table("activities")
     a = a.filter(w.contains(a.occurred_at))
-    counts = (
-        a.group_by(period_start=w.bucket(a.occurred_at), rep_id=a.rep_id, kind=a.activity_type)
-        .aggregate(n=a.count())
-        .to_pandas()
-    )
-    wide = counts.pivot_table(
-        index=["period_start", "rep_id"], columns="kind", values="n", aggfunc="sum", fill_value=0
-    )
-    wide.columns = [f"activities_{kind}" for kind in wide.columns]
-    wide["activities"] = wide.sum(axis=1)
-    return wide.reset_index()
+    counts = a.group_by(
+        period_start=w.bucket(a.occurred_at), rep_id=a.rep_id, kind=a.activity_type
+    ).aggregate(n=a.count())
+
+    def by_kind(counts: pd.DataFrame) -> pd.DataFrame:
+        wide = counts.pivot_table(
+            index=["period_start", "rep_id"],
+            columns="kind",
+            values="n",
+            aggfunc="sum",
+            fill_value=0,
+        )
+        wide.columns = [f"activities_{kind}" for kind in wide.columns]
+        wide["activities"] = wide.sum(axis=1)
+        return wide.reset_index()
+
+    return _Query(counts, by_kind)
 
 
-def _spend(src: Source, w: Window) -> pd.DataFrame:
+def _spend(src: Source, w: Window) -> _Query:
     s = src.table("spend")
     s = s.filter(w.contains(s.spent_at))
-    return (
-        s.group_by(period_start=w.bucket(s.spent_at), team_id=s.team_id)
-        .aggregate(spend=s.amount.sum().fill_null(0))
-        .to_pandas()
+    return _Query(
+        s.group_by(period_start=w.bucket(s.spent_at), team_id=s.team_id).aggregate(
+            spend=s.amount.sum().fill_null(0)
+        )
     )
 
 
-def _account_measures(src: Source, w: Window, o: ibis.Table) -> Iterator[pd.DataFrame]:
+def _account_measures(src: Source, w: Window, o: ibis.Table) -> Iterator[_Query]:
     """New customers, and retention / ARPA from revenue events (the revenue table or won deals)."""
     if not src.has_column("opportunities", "account_id"):
         return
@@ -332,36 +374,32 @@ def _account_measures(src: Source, w: Window, o: ibis.Table) -> Iterator[pd.Data
         accounts_active=(per_account.amount > 0).sum(),
     )
 
-    active = per_account.filter(per_account.amount > 0).select(
-        "account_id", "period_start", "owner"
+    # An account active in a period is retained when it is active again one period later.
+    active = per_account.filter(per_account.amount > 0)
+    months = ibis.interval(months=w.periods[0].months)
+    later = active.period_start.lead().over(group_by="account_id", order_by="period_start")
+    pairs = active.select(
+        "owner",
+        period_start=active.period_start + months,
+        retained=(later == active.period_start + months).fill_null(False),
     )
-    months = w.periods[0].months
-    before = active.select(
-        "account_id", "owner", period_start=active.period_start + ibis.interval(months=months)
-    )
-    before = before.filter(before.period_start < w.end)
-    now = active.select(now_account_id="account_id", now_start="period_start")
-    pairs = before.left_join(
-        now, [before.account_id == now.now_account_id, before.period_start == now.now_start]
-    )
+    pairs = pairs.filter(pairs.period_start < w.end)
     yield _by_rep(
         pairs,
         pairs.period_start,
         pairs.owner,
         accounts_prev=pairs.count(),
-        retained_accounts=pairs.now_account_id.notnull().sum(),
-        lost_accounts=pairs.now_account_id.isnull().sum(),
+        retained_accounts=pairs.retained.sum(),
+        lost_accounts=(~pairs.retained).sum(),
     )
 
 
-def _stage_measures(w: Window, o: ibis.Table, history: ibis.Table) -> pd.DataFrame:
+def _stage_measures(w: Window, o: ibis.Table, history: ibis.Table) -> _Query:
     """Per stage: days spent and exits (forward or not) of stage visits that ended in the period."""
-    closed_stages = set(
-        o.filter(o.is_closed).select("stage").distinct().to_pandas()["stage"].dropna()
-    )
-    lost_stages = set(
-        o.filter(o.is_closed & ~o.is_won).select("stage").distinct().to_pandas()["stage"].dropna()
-    )
+    closed = o.filter(o.is_closed & o.stage.notnull())
+    closed = closed.group_by("stage").aggregate(lost=(~closed.is_won).any()).to_pandas()
+    closed_stages = set(closed["stage"])
+    lost_stages = set(closed.loc[closed["lost"].astype(bool), "stage"])
     sh = history.filter(history.entered_at < w.as_of)
     order = ibis.window(group_by="opportunity_id", order_by=["entered_at", "stage_rank"])
     visits = sh.mutate(
@@ -386,17 +424,19 @@ def _stage_measures(w: Window, o: ibis.Table, history: ibis.Table) -> pd.DataFra
     v = v.mutate(exit_at=exit_at, forward=forward)
     v = v.filter(v.exit_at.notnull() & w.contains(v.exit_at))
     days = (v.exit_at.epoch_seconds() - v.entered_at.epoch_seconds()) / SECONDS_PER_DAY
-    per_stage = (
-        v.group_by(period_start=w.bucket(v.exit_at), rep_id=v.rep_id, stage=v.stage)
-        .aggregate(stage_days=days.sum(), stage_exits=v.count(), stage_advanced=v.forward.sum())
-        .to_pandas()
-    )
-    wide = per_stage.pivot_table(
-        index=["period_start", "rep_id"],
-        columns="stage",
-        values=["stage_days", "stage_exits", "stage_advanced"],
-        aggfunc="sum",
-        fill_value=0,
-    )
-    wide.columns = [f"{measure}:{stage}" for measure, stage in wide.columns]
-    return wide.reset_index()
+    per_stage = v.group_by(
+        period_start=w.bucket(v.exit_at), rep_id=v.rep_id, stage=v.stage
+    ).aggregate(stage_days=days.sum(), stage_exits=v.count(), stage_advanced=v.forward.sum())
+
+    def by_stage(per_stage: pd.DataFrame) -> pd.DataFrame:
+        wide = per_stage.pivot_table(
+            index=["period_start", "rep_id"],
+            columns="stage",
+            values=["stage_days", "stage_exits", "stage_advanced"],
+            aggfunc="sum",
+            fill_value=0,
+        )
+        wide.columns = [f"{measure}:{stage}" for measure, stage in wide.columns]
+        return wide.reset_index()
+
+    return _Query(per_stage, by_stage)

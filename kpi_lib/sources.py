@@ -82,28 +82,29 @@ class Source:
     settings: dict = field(default_factory=dict)
     _con: object | None = None
     _fingerprint: str | None = None
-    _remote: dict[str, ibis.Table] | None = None
+    _tables: dict[str, ibis.Table] | None = None
     _absent: dict[str, list[str]] = field(default_factory=dict)
+    _embedded: bool = False
 
     @property
     def is_remote(self) -> bool:
         """Whether the tables live in a warehouse (SQL URL): KPIs run there, rows stay there."""
-        return self._remote is not None
+        return self._tables is not None and not self._embedded
 
     def has(self, table: str) -> bool:
         """Whether the source provides ``table`` (the required ones always do)."""
-        return table in self.frames or (self._remote is not None and table in self._remote)
+        return table in self.frames or (self._tables is not None and table in self._tables)
 
     def frame(self, table: str) -> pd.DataFrame:
         """The canonical table as a pandas DataFrame (do not modify it).
 
-        For a warehouse source this downloads the table: fine for ``teams`` and ``reps``, which
-        are fetched anyway; KPI code uses ``table()`` instead.
+        For a source whose tables live in a database (a warehouse, a DuckDB file) this fetches
+        the table: fine for ``teams`` and ``reps``; KPI code uses ``table()`` instead.
         """
         if table not in self.frames:
             if not self.has(table):
                 raise SourceError(f"{self.location}: the source has no '{table}' table")
-            df = self._remote[table].to_pandas()
+            df = self._tables[table].to_pandas()
             for column, kind in TABLES[table].columns.items():
                 df[column] = _COERCE[kind](df[column])
             self.frames[table] = df
@@ -122,8 +123,8 @@ class Source:
 
     def table(self, name: str) -> ibis.Table:
         """The canonical table as an Ibis table expression (quarantined rows left out)."""
-        if self._remote is not None and name in self._remote:
-            return self._remote[name]
+        if self._tables is not None and name in self._tables:
+            return self._tables[name]
         self.frame(name)
         return self.con.table(name)
 
@@ -131,15 +132,14 @@ class Source:
     def fingerprint(self) -> str:
         """A short hash of the canonical tables' contents: equal data, equal fingerprint.
 
-        For a warehouse source: a hash of per-table aggregates (row counts, sums, date ranges),
-        computed in the warehouse.
+        For tables in a database: computed there (``kpi_lib.warehouse.fingerprint_tables``).
         """
         if self._fingerprint is None:
             digest = hashlib.sha256()
-            if self._remote is not None:
-                from kpi_lib.warehouse import remote_fingerprint
+            if self._tables is not None:
+                from kpi_lib.warehouse import fingerprint_tables
 
-                digest.update(remote_fingerprint(self).encode())
+                digest.update(fingerprint_tables(self).encode())
             else:
                 for name in sorted(self.frames):
                     df = self.frames[name]
@@ -158,7 +158,7 @@ class Source:
 
     def row_counts(self) -> dict[str, int]:
         """Rows used per canonical table (quarantined rows not included)."""
-        if self._remote is not None:
+        if self._tables is not None:
             return {
                 e["table"]: e["rows"]
                 for e in self.accounting
@@ -277,7 +277,9 @@ def load_source(
         elif path.is_dir():
             raw = _read_folder(path)
         elif path.suffix.lower() in {".duckdb", ".db", ".ddb"}:
-            raw = _read_duckdb(path)
+            from kpi_lib.warehouse import load_duckdb_file
+
+            return load_duckdb_file(path, rates, as_of=as_of)
         else:
             raise SourceError(
                 f"source '{path}': expected a folder of <table>.csv/.parquet files, "
@@ -444,27 +446,6 @@ def _read_folder(path: Path) -> dict[str, tuple[pd.DataFrame, str]]:
             if file.exists():
                 raw[name] = (read_table_file(file, name), str(file))
     return raw
-
-
-def _read_duckdb(path: Path) -> dict[str, tuple[pd.DataFrame, str]]:
-    import duckdb
-
-    try:
-        con = duckdb.connect(str(path), read_only=True)
-    except duckdb.Error as exc:
-        raise SourceError(f"{path}: cannot open as a DuckDB database: {exc}") from exc
-    try:
-        present = {
-            row[0]
-            for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
-        }
-        return {
-            name: (con.execute(f'SELECT * FROM "{name}"').df(), f"{path}:{name}")
-            for name in TABLES
-            if name in present
-        }
-    finally:
-        con.close()
 
 
 def load_fx(fx: str | Path | dict | None) -> dict | None:

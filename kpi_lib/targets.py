@@ -97,14 +97,22 @@ class Targets:
             for r in self.entries.get(kpi, {"overrides": []})["overrides"]
             if "scope_id" in r
         }
-        cache: dict[tuple, float | None] = {}
-        out = []
-        for scope, scope_id, start in index:
-            key = (scope, scope_id if scope_id in named else None, start)
-            if key not in cache:
-                cache[key] = self.resolve(kpi, Period(pd.Timestamp(start), grain), scope, scope_id)
-            out.append(cache[key])
-        return pd.Series(out, index=index, dtype="float64")
+        keys = pd.DataFrame(
+            {
+                "scope": index.get_level_values(0),
+                "scope_id": index.get_level_values(1).where(
+                    index.get_level_values(1).isin(list(named)), ""
+                ),
+                "start": index.get_level_values(2),
+            }
+        )
+        distinct = keys.drop_duplicates()
+        distinct["target"] = [
+            self.resolve(kpi, Period(pd.Timestamp(start), grain), scope, scope_id or None)
+            for scope, scope_id, start in distinct.itertuples(index=False)
+        ]
+        found = keys.merge(distinct, on=["scope", "scope_id", "start"], how="left")["target"]
+        return pd.Series(found.to_numpy(dtype="float64"), index=index)
 
     def scope_ids(self) -> set[str]:
         """Every scope_id an override names (checked against the data by the cube)."""

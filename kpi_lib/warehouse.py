@@ -1,14 +1,26 @@
-"""A warehouse as source: the canonical tables stay in the database, the KPIs run there.
+"""Canonical tables that live in a database: checked with SQL, the KPIs computed there.
 
-``load_source("postgresql://kpi@db.internal/crm")`` (any URL ``ibis.connect`` takes, or a
-connected Ibis backend such as ``ibis.pyspark.connect(session)``) finds the canonical tables by
-name, casts their columns to the contract's kinds, and checks them with SQL queries: only counts
-and a few offending rows come back, never the tables. ``teams`` and ``reps`` are small and are
-fetched (scopes are built from them); the KPI measures are Ibis expressions that run in the
-warehouse, so only the aggregates of the cube leave it.
+Two sources load this way:
+
+- a warehouse, ``load_source("postgresql://kpi@db.internal/crm")`` (any URL ``ibis.connect``
+  takes, or a connected Ibis backend such as ``ibis.pyspark.connect(session)``): the tables stay
+  in the warehouse; only counts, a few offending rows, ``teams`` and ``reps`` come back, and the
+  KPI measures run there;
+- a DuckDB file, ``load_source("data/demo.duckdb")``: attached read-only to an embedded DuckDB,
+  checked the same way, and the checked canonical tables copied into memory (the file is not
+  held open, and the KPI queries read native tables).
+
+Every check of the contract (types, empty required values, duplicate keys, references, the
+quarantine rules and the findings) is a count in one aggregate query per table, so a table is
+scanned once however many rules it has. Only when a hard rule fails are its rows fetched, to
+name them in the ``DataError``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
 
 import ibis
 import ibis.expr.datatypes as dt
@@ -39,6 +51,7 @@ _IBIS_TYPE = {
     "num": "float64",
 }
 SAMPLE = 5
+_ORPHAN_HISTORY = "belong to an opportunity that is not in 'opportunities' (or was quarantined)"
 
 
 def load_remote(source, fx: dict | None, as_of=None) -> Source:
@@ -72,102 +85,219 @@ def load_remote(source, fx: dict | None, as_of=None) -> Source:
         present = set(con.list_tables())
     except Exception as exc:
         raise SourceError(redact(f"{location}: cannot list tables: {exc}")) from None
-    findings: list[Finding] = []
-    accounting: list[dict] = []
-    tables: dict[str, ibis.Table] = {}
-    absent: dict[str, list[str]] = {}
-    for spec in TABLES.values():
-        if spec.name not in present:
-            if spec.is_required:
-                raise SourceError(f"{location}: required table '{spec.name}' is missing")
-            continue
-        where = f"{location}:{spec.name}"
-        tables[spec.name], absent[spec.name] = _canonical(
-            spec, con.table(spec.name), where, findings
-        )
-    if "opportunities" in tables:
-        tables["opportunities"] = _fx(tables["opportunities"], fx, location)
-    for table, column, target, key in REFERENCES:
-        if table in tables and target in tables and column not in absent[table]:
-            t, ref = tables[table], tables[target]
-            bad = t[column].notnull() & ~t[column].isin(ref[key])
-            _raise_if(
-                t,
-                bad,
-                table,
-                column,
-                f"refers to a {key} that is not in '{target}'",
-                f"{location}:{table}",
-                [c for c in (TABLES[table].key, column) if c],
-            )
-    for table, column, target, key, message in SOFT_REFERENCES:
-        if table in tables and target in tables and column not in absent[table]:
-            t = tables[table]
-            n = _count(t, t[column].notnull() & ~t[column].isin(tables[target][key]))
-            if n:
-                findings.append(Finding(table, column, n, message))
-    quarantined: dict[str, list[tuple[str, int]]] = {}
-    for rule in QUARANTINE_RULES:
-        if rule.table in tables:
-            t = tables[rule.table]
-            bad = holds(rule.test(t))
-            n = _count(t, bad)
-            if n:
-                findings.append(Finding(rule.table, rule.column, n, rule.message, "quarantine"))
-                quarantined.setdefault(rule.table, []).append((rule.message, n))
-                tables[rule.table] = t.filter(~bad)
-    if "stage_history" in tables:
-        sh = tables["stage_history"]
-        orphan = ~sh.opportunity_id.isin(tables["opportunities"].opportunity_id)
-        n = _count(sh, orphan)
-        if n:
-            message = "belong to an opportunity that is not in 'opportunities' (or was quarantined)"
-            findings.append(Finding("stage_history", "opportunity_id", n, message, "quarantine"))
-            quarantined.setdefault("stage_history", []).append((message, n))
-            tables["stage_history"] = sh.filter(~orphan)
-    today = _today(as_of)
-    for name, t in tables.items():
-        rules = [r for r in FINDING_RULES if r.table == name]
-        future = [c for table, c in FUTURE_COLUMNS if table == name and c not in absent[name]]
-        aggs = {"rows": t.count()}
-        aggs |= {f"rule{i}": holds(r.test(t)).sum() for i, r in enumerate(rules)}
-        aggs |= {f"future_{c}": (t[c] >= today).fill_null(False).sum() for c in future}
-        counts = t.aggregate(**aggs).to_pandas().iloc[0].fillna(0)
-        for i, rule in enumerate(rules):
-            if counts[f"rule{i}"]:
-                findings.append(Finding(name, rule.column, int(counts[f"rule{i}"]), rule.message))
-        for c in future:
-            if counts[f"future_{c}"]:
-                findings.append(
-                    Finding(
-                        name,
-                        c,
-                        int(counts[f"future_{c}"]),
-                        f"are dated after {(today - pd.Timedelta(days=1)).date()} (the load date); "
-                        "not counted in any report before that date",
-                    )
-                )
-        accounting.append(
-            {"table": name, "status": "used", "reason": "", "rows": int(counts["rows"])}
-        )
-        for reason, n in quarantined.get(name, []):
-            accounting.append({"table": name, "status": "quarantined", "reason": reason, "rows": n})
-    src = Source(
-        frames={},
-        location=location,
-        findings=findings,
-        accounting=accounting,
-        _con=con,
-        _remote=tables,
-        _absent=absent,
-    )
+    raw = {name: con.table(name) for name in TABLES if name in present}
+    src = check_tables(con, raw, location, fx, as_of)
     for small in ("teams", "reps"):
         src.frame(small)
     return src
 
 
-def _canonical(spec: TableSpec, t: ibis.Table, where: str, findings: list[Finding]):
-    """The warehouse table as the canonical table: columns cast, hard rules checked in SQL."""
+def load_duckdb_file(path: Path, fx: dict | None, as_of=None) -> Source:
+    """A DuckDB file's canonical tables, checked in SQL and copied into an embedded DuckDB.
+
+    Example
+    -------
+    >>> src = load_duckdb_file(Path("data/demo.duckdb"), fx=None)     # doctest: +SKIP
+    >>> src.is_remote, int(src.table("reps").count().to_pandas())      # doctest: +SKIP
+    (False, 36)
+    """
+    import duckdb
+
+    con = ibis.duckdb.connect()
+    quoted = str(path).replace("'", "''")
+    try:
+        con.raw_sql(f"ATTACH '{quoted}' AS crm (READ_ONLY)")
+    except duckdb.Error as exc:
+        raise SourceError(f"{path}: cannot open as a DuckDB database: {exc}") from None
+    try:
+        present = set(con.list_tables(database=("crm", "main")))
+        raw = {n: con.table(n, database=("crm", "main")) for n in TABLES if n in present}
+        src = check_tables(con, raw, str(path), fx, as_of)
+        for name, expr in src._tables.items():
+            con.create_table(name, expr)
+    finally:
+        con.raw_sql("DETACH crm")
+    src._tables = {name: con.table(name) for name in src._tables}
+    src._embedded = True
+    return src
+
+
+# ---------------------------------------------------------------------------------------------
+# The checks: each a condition on one table, counted in that table's one aggregate query
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Check:
+    """One rule on one table: ``error`` raises, ``warning`` is a finding, ``quarantine`` both
+    a finding and the rows left out, ``count`` only a figure for the loader."""
+
+    kind: str
+    column: str | None
+    problem: str
+    condition: ibis.Value
+    show: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Table:
+    """A raw table, its columns as canonical expressions, and the checks on it."""
+
+    spec: TableSpec
+    raw: ibis.Table
+    where: str
+    cols: dict[str, ibis.Value]
+    absent: list[str]
+    checks: dict[str, _Check] = field(default_factory=dict)
+
+    @property
+    def t(self) -> SimpleNamespace:
+        """The canonical columns by attribute, for the ``Rule`` tests (``t.amount < 0``)."""
+        return SimpleNamespace(**self.cols)
+
+    def canonical(self) -> ibis.Table:
+        return self.raw.select(**self.cols)
+
+    def add(self, name: str, kind: str, column, problem: str, condition, show=()) -> None:
+        shown = [c for c in dict.fromkeys(show) if c and c in self.raw.columns]
+        self.checks[name] = _Check(kind, column, problem, condition, shown)
+
+    def quarantined(self) -> ibis.Value:
+        conditions = [holds(c.condition) for c in self.checks.values() if c.kind == "quarantine"]
+        out = ibis.literal(False)
+        for condition in conditions:
+            out = out | condition
+        return out
+
+
+def check_tables(con, raw: dict[str, ibis.Table], location: str, fx, as_of) -> Source:
+    """Check raw tables ``{name: Ibis table}`` against the contract; the ``Source`` they make.
+
+    Raises ``SourceError`` for a missing required table and ``DataError`` (with a few offending
+    rows) for a broken rule; quarantines and findings are recorded in the ``Source``.
+    """
+    tables: dict[str, _Table] = {}
+    for spec in TABLES.values():
+        if spec.name not in raw:
+            if spec.is_required:
+                raise SourceError(f"{location}: required table '{spec.name}' is missing")
+            continue
+        tables[spec.name] = _table(spec, raw[spec.name], f"{location}:{spec.name}")
+    canonical = {name: tab.canonical() for name, tab in tables.items()}
+    for table, column, target, key in REFERENCES:
+        if table in tables and target in tables and column not in tables[table].absent:
+            tab = tables[table]
+            tab.add(
+                f"ref_{column}",
+                "error",
+                column,
+                f"refers to a {key} that is not in '{target}'",
+                tab.cols[column].notnull() & ~tab.cols[column].isin(canonical[target][key]),
+                [tab.spec.key, column],
+            )
+    for table, column, target, key, message in SOFT_REFERENCES:
+        if table in tables and target in tables and column not in tables[table].absent:
+            tab = tables[table]
+            condition = tab.cols[column].notnull() & ~tab.cols[column].isin(canonical[target][key])
+            tab.add(f"soft_{column}", "warning", column, message, condition)
+    for rule in QUARANTINE_RULES:
+        if rule.table in tables:
+            tab = tables[rule.table]
+            first = holds(rule.test(tab.t)) & ~tab.quarantined()  # counted under one rule
+            tab.add(f"q_{rule.column}", "quarantine", rule.column, rule.message, first)
+    if "stage_history" in tables:
+        opps = tables["opportunities"]
+        kept = canonical["opportunities"].filter(~opps.quarantined())
+        sh = tables["stage_history"]
+        orphan = ~sh.cols["opportunity_id"].isin(kept.opportunity_id)
+        sh.add("q_orphan", "quarantine", "opportunity_id", _ORPHAN_HISTORY, orphan)
+    today = _today(as_of)
+    for name, tab in tables.items():
+        kept = ~tab.quarantined()
+        for i, rule in enumerate(r for r in FINDING_RULES if r.table == name):
+            tab.add(
+                f"rule{i}", "warning", rule.column, rule.message, holds(rule.test(tab.t)) & kept
+            )
+        for table, column in FUTURE_COLUMNS:
+            if table == name and column not in tab.absent:
+                tab.add(
+                    f"future_{column}",
+                    "warning",
+                    column,
+                    f"are dated after {(today - pd.Timedelta(days=1)).date()} (the load date); "
+                    "not counted in any report before that date",
+                    (tab.cols[column] >= today).fill_null(False) & kept,
+                )
+        tab.add("kept", "count", None, "", kept)
+
+    counts = {name: _counts(tab) for name, tab in tables.items()}
+    for name, tab in tables.items():
+        _raise_errors(tab, counts[name], local=True)
+    if "opportunities" in tables:
+        opps = tables["opportunities"]
+        opps.cols = _fx(opps, fx, location, counts["opportunities"].get("n_currencies", 0))
+    for name, tab in tables.items():
+        _raise_errors(tab, counts[name], local=False)
+
+    findings: list[Finding] = []
+    accounting: list[dict] = []
+    kinds = ("warning", "quarantine")
+    if counts.get("activities", {}).get("type_unknown"):
+        tab = tables["activities"]
+        odd = tab.raw.filter(tab.checks["type_unknown"].condition).select("activity_type")
+        values = sorted(odd.distinct().limit(SAMPLE).to_pandas()["activity_type"].astype(str))
+        findings.append(
+            Finding(
+                "activities",
+                "activity_type",
+                counts["activities"]["type_unknown"],
+                f"have a type outside {'/'.join(ACTIVITY_TYPES)} ({', '.join(values)}); "
+                "counted as 'other'",
+            )
+        )
+    order = ["soft_", "q_", "rule", "future_"]
+    for prefix in order:
+        for name, tab in tables.items():
+            for key, check in tab.checks.items():
+                n = counts[name][key]
+                if check.kind in kinds and key.startswith(prefix) and n:
+                    findings.append(Finding(name, check.column, n, check.problem, check.kind))
+    final: dict[str, ibis.Table] = {}
+    for name, tab in tables.items():
+        c = counts[name]
+        accounting.append({"table": name, "status": "used", "reason": "", "rows": c["kept"]})
+        for key, check in tab.checks.items():
+            if check.kind == "quarantine" and c[key]:
+                accounting.append(
+                    {
+                        "table": name,
+                        "status": "quarantined",
+                        "reason": check.problem,
+                        "rows": c[key],
+                    }
+                )
+        rows = tab.raw
+        if any(check.kind == "quarantine" and c[key] for key, check in tab.checks.items()):
+            rows = rows.filter(~tab.quarantined())
+        if list(tab.cols) == rows.columns and all(
+            expr.equals(rows[column]) for column, expr in tab.cols.items()
+        ):
+            final[name] = rows
+        else:
+            final[name] = rows.select(**tab.cols)
+    return Source(
+        frames={},
+        location=location,
+        findings=findings,
+        accounting=accounting,
+        _con=con,
+        _tables=final,
+        _absent={name: tab.absent for name, tab in tables.items()},
+    )
+
+
+def _table(spec: TableSpec, t: ibis.Table, where: str) -> _Table:
+    """The canonical columns of ``t`` and the checks that stay within the table."""
     missing = [c for c in spec.required if c not in t.columns]
     if missing:
         raise DataError(
@@ -177,95 +307,94 @@ def _canonical(spec: TableSpec, t: ibis.Table, where: str, findings: list[Findin
             column=missing[0],
             file=where,
         )
-    cols, absent = {}, []
+    untidy = _untidy_text(spec, t)
+    tab = _Table(spec, t, where, cols={}, absent=[])
     for column, kind in spec.columns.items():
         if column in t.columns:
-            cols[column] = _cast(t, column, kind, spec, where)
+            tab.cols[column] = _cast(tab, column, kind, untidy.get(column, 1))
         else:
-            cols[column] = ibis.null(_IBIS_TYPE[kind])
-            absent.append(column)
-    out = t.select(**cols)
-    show = [c for c in (spec.key,) if c]
+            tab.cols[column] = ibis.null(_IBIS_TYPE[kind])
+            tab.absent.append(column)
+    cols = tab.cols
     for column in spec.required:
-        _raise_if(
-            out,
-            out[column].isnull(),
-            spec.name,
-            column,
-            "must not be empty",
-            where,
-            [*show, column] if column not in show else show,
-        )
+        tab.add(f"null_{column}", "error", column, "must not be empty", cols[column].isnull(),
+                [spec.key, column])  # fmt: skip
     if spec.key:
-        dups = out.group_by(spec.key).aggregate(n=out.count()).filter(lambda d: d.n > 1)
-        n = int(dups.n.sum().fill_null(0).to_pandas())
-        if n:
-            rows = dups.limit(SAMPLE).to_pandas()
-            raise DataError(
-                spec.name,
-                f"duplicate {spec.key} (the key must be unique)",
-                column=spec.key,
-                rows=rows,
-                count=n,
-                file=where,
-            )
+        tab.add("dup", "error", spec.key, "", cols[spec.key].count() - cols[spec.key].nunique())
     if spec.name == "reps":
-        out = out.mutate(is_quota_carrying=out.is_quota_carrying.fill_null(True))
+        cols["is_quota_carrying"] = cols["is_quota_carrying"].fill_null(True)
     if spec.name == "opportunities":
-        _raise_if(
-            out,
-            out.is_closed & out.closed_at.isnull(),
-            spec.name,
+        tab.add(
+            "closed_without_date",
+            "error",
             "closed_at",
             "is required when is_closed is true",
-            where,
+            cols["is_closed"] & cols["closed_at"].isnull(),
             ["opportunity_id", "is_closed", "closed_at"],
         )
-        _raise_if(
-            out,
-            out.is_won & ~out.is_closed,
-            spec.name,
+        tab.add(
+            "won_not_closed",
+            "error",
             "is_won",
             "is true on an opportunity that is not closed (is_closed false)",
-            where,
+            cols["is_won"] & ~cols["is_closed"],
             ["opportunity_id", "is_closed", "is_won"],
         )
+        if "currency" not in tab.absent:
+            currency = cols["currency"].strip().upper()
+            tab.add("n_currencies", "count", "currency", "", currency.nunique())
     if spec.name == "activities":
-        kind = out.activity_type.lower().strip()
+        kind = cols["activity_type"].lower().strip()
         known = kind.isin(ACTIVITY_TYPES)
-        n = _count(out, ~known)
-        if n:
-            findings.append(
-                Finding(
-                    spec.name,
-                    "activity_type",
-                    n,
-                    f"have a type outside {'/'.join(ACTIVITY_TYPES)}; counted as 'other'",
-                )
-            )
-        out = out.mutate(activity_type=ibis.ifelse(known, kind, "other"))
+        tab.add("type_unknown", "warning", "activity_type", "", ~known)
+        if untidy.get("activity_type:kind", 1):
+            cols["activity_type"] = ibis.ifelse(known, kind, "other")
     if spec.name == "spend":
-        category = out.category.lower().strip()
-        _raise_if(
-            out,
-            ~category.isin(SPEND_CATEGORIES),
-            spec.name,
+        category = cols["category"].lower().strip()
+        tab.add(
+            "category",
+            "error",
             "category",
             f"must be one of {', '.join(SPEND_CATEGORIES)}",
-            where,
+            ~category.isin(SPEND_CATEGORIES),
             ["category"],
         )
-        out = out.mutate(category=category)
-    return out, absent
+        cols["category"] = category
+    return tab
 
 
-def _cast(t: ibis.Table, column: str, kind: str, spec: TableSpec, where: str) -> ibis.Value:
-    """One column cast to its canonical kind; text that is not of that kind is a DataError."""
+def _untidy_text(spec: TableSpec, t: ibis.Table) -> dict[str, int]:
+    """Per text column, the values that need trimming (or are empty): one aggregate query.
+
+    A tidy column is used as it is, so that neither the checks nor the KPI queries trim every
+    value of a big table. ``activity_type:kind`` counts activity types not already in canonical
+    form (lower case, a known type).
+    """
+    aggs = {
+        column: holds(t[column].re_search(r"^\s|\s$") | (t[column] == "")).sum()
+        for column, kind in spec.columns.items()
+        if kind in ("id", "str") and column in t.columns and t[column].type().is_string()
+    }
+    if spec.name == "activities" and "activity_type" in aggs:
+        aggs["activity_type:kind"] = holds(~t.activity_type.isin(ACTIVITY_TYPES)).sum()
+    if not aggs:
+        return {}
+    row = t.aggregate(**aggs).to_pandas().iloc[0]
+    return {column: int(value) if pd.notna(value) else 0 for column, value in row.items()}
+
+
+def _cast(tab: _Table, column: str, kind: str, untidy: int) -> ibis.Value:
+    """One column cast to its canonical kind; text that is not of that kind is an ``error`` check.
+
+    ``untidy``: the values of a text column that need trimming (0: used as it is).
+    """
+    t, spec = tab.raw, tab.spec
     col = t[column]
     dtype = col.type()
     if kind in ("id", "str"):
-        value = col.cast("string") if not dtype.is_string() else col
-        return value.strip().nullif("") if kind == "str" or dtype.is_string() else value
+        if not dtype.is_string():
+            return col.cast("string").strip().nullif("") if kind == "str" else col.cast("string")
+        return col.strip().nullif("") if untidy else col
     if kind == "ts":
         if dtype.is_timestamp() and dtype.timezone is not None:
             return col.cast(dt.Timestamp(timezone="UTC")).cast("timestamp")
@@ -276,9 +405,9 @@ def _cast(t: ibis.Table, column: str, kind: str, spec: TableSpec, where: str) ->
         problem = "is not a date or timestamp (expected e.g. 2026-10-31 or 2026-10-31 14:05)"
     elif kind == "num":
         if dtype.is_numeric() and not dtype.is_boolean():
-            return col.cast("float64")
+            return _finite(tab, column, col.cast("float64"))
         text = col.cast("string").strip().nullif("")
-        value = text.try_cast("float64")
+        value = _finite(tab, column, text.try_cast("float64"))
         problem = "is not a number (no currency symbols or thousands separators)"
     else:
         if dtype.is_boolean():
@@ -290,33 +419,89 @@ def _cast(t: ibis.Table, column: str, kind: str, spec: TableSpec, where: str) ->
             else_=ibis.null("boolean"),
         )
         problem = "is not a boolean (expected true/false, 1/0 or yes/no)"
-    _raise_if(
-        t,
-        text.notnull() & value.isnull(),
-        spec.name,
-        column,
-        problem,
-        where,
-        [c for c in (spec.key, column) if c and c in t.columns],
-    )
+    tab.add(f"cast_{column}", "error", column, problem, text.notnull() & value.isnull(),
+            [spec.key, column])  # fmt: skip
     return value
 
 
-def _fx(opps: ibis.Table, fx: dict | None, location: str) -> ibis.Table:
-    currency = opps.currency.strip().upper()
+def _finite(tab: _Table, column: str, value: ibis.Value) -> ibis.Value:
+    """``value``, with an ``error`` check for infinite numbers (a sum of them means nothing)."""
+    tab.add(f"cast_{column}:finite", "error", column, "is not a finite number", value.isinf(),
+            [tab.spec.key, column])  # fmt: skip
+    return value
+
+
+def _counts(tab: _Table) -> dict[str, int]:
+    """Every check of the table counted in one aggregate query (one scan)."""
+    aggs = {"rows": tab.raw.count()}
+    for key, check in tab.checks.items():
+        if isinstance(check.condition, ibis.expr.types.BooleanScalar):  # a constant: all or none
+            aggs[key] = tab.raw.count() * ibis.ifelse(holds(check.condition), 1, 0)
+        elif check.condition.type().is_boolean():
+            aggs[key] = holds(check.condition).sum()
+        else:
+            aggs[key] = check.condition
+    row = tab.raw.aggregate(**aggs).to_pandas().iloc[0]
+    return {key: int(value) if pd.notna(value) else 0 for key, value in row.items()}
+
+
+_LOCAL = ("cast_", "null_", "dup", "closed_without_date", "won_not_closed", "category")
+
+
+def _raise_errors(tab: _Table, counts: dict[str, int], local: bool) -> None:
+    """Raise a ``DataError`` for the first failed hard rule: the table's own rules first
+    (``local``), then its references to other tables."""
+    for key, check in tab.checks.items():
+        if check.kind != "error" or key.startswith(_LOCAL) != local or not counts[key]:
+            continue
+        if key == "dup":
+            _raise_duplicates(tab)
+        rows = tab.raw.filter(check.condition).select(*check.show).limit(SAMPLE).to_pandas()
+        raise DataError(
+            tab.spec.name,
+            check.problem,
+            column=check.column,
+            rows=rows,
+            count=counts[key],
+            file=tab.where,
+        )
+
+
+def _raise_duplicates(tab: _Table) -> None:
+    key = tab.spec.key
+    t = tab.canonical()
+    dups = t.group_by(key).aggregate(n=t.count()).filter(lambda d: d.n > 1)
+    n = int(dups.n.sum().fill_null(0).to_pandas())
+    rows = t.filter(t[key].isin(dups[key])).order_by(key).limit(SAMPLE)
+    raise DataError(
+        tab.spec.name,
+        f"duplicate {key} (the key must be unique)",
+        column=key,
+        rows=rows.select(key).to_pandas(),
+        count=n,
+        file=tab.where,
+    )
+
+
+def _fx(opps: _Table, fx: dict | None, location: str, n_currencies: int) -> dict[str, ibis.Value]:
+    """The opportunity columns in one currency; mixed currencies without FX are refused."""
+    if fx is None and n_currencies <= 1:
+        return opps.cols
+    currency = opps.cols["currency"].strip().upper()
     codes = (
-        opps.select(code=currency).distinct().filter(lambda d: d.code.notnull()).to_pandas()["code"]
+        opps.raw.select(code=currency)
+        .distinct()
+        .filter(lambda d: d.code.notnull())
+        .to_pandas()["code"]
     )
     if fx is None:
-        if len(codes) > 1:
-            raise DataError(
-                "opportunities",
-                f"holds amounts in {len(codes)} currencies "
-                f"({', '.join(sorted(codes))}); give an FX table (fx=...)",
-                column="currency",
-                file=f"{location}:opportunities",
-            )
-        return opps
+        raise DataError(
+            "opportunities",
+            f"holds amounts in {len(codes)} currencies "
+            f"({', '.join(sorted(codes))}); give an FX table (fx=...)",
+            column="currency",
+            file=f"{location}:opportunities",
+        )
     missing = sorted(set(codes) - set(fx["rates"]))
     if missing:
         raise DataError(
@@ -326,31 +511,31 @@ def _fx(opps: ibis.Table, fx: dict | None, location: str) -> ibis.Table:
             file=f"{location}:opportunities",
         )
     rate = currency.substitute(fx["rates"], else_=ibis.literal(1.0)).cast("float64")
-    converted = opps.mutate(amount=opps.amount * rate)
+    cols = dict(opps.cols, amount=opps.cols["amount"] * rate)
     if fx["currency"]:
-        converted = converted.mutate(
-            currency=ibis.ifelse(opps.currency.isnull(), ibis.null("string"), fx["currency"])
+        cols["currency"] = ibis.ifelse(
+            opps.cols["currency"].isnull(), ibis.null("string"), fx["currency"]
         )
-    return converted
+    return cols
 
 
-def _count(t: ibis.Table, condition: ibis.Value) -> int:
-    return int(t.filter(condition).count().to_pandas())
+def fingerprint_tables(src: Source) -> str:
+    """The tables' contents as one string, computed where they live.
 
-
-def _raise_if(t, condition, table, column, problem, where, show) -> None:
-    """Raise a DataError with the count and a few offending rows when ``condition`` holds anywhere."""
-    n = _count(t, condition)
-    if n:
-        rows = t.filter(condition).select(*show).limit(SAMPLE).to_pandas()
-        raise DataError(table, problem, column=column, rows=rows, count=n, file=where)
-
-
-def remote_fingerprint(src: Source) -> str:
-    """Per-table aggregates (rows, sums, date ranges) computed in the warehouse, as one string."""
+    On DuckDB: rows and the sum of a hash of every row per table (equal contents, equal string;
+    any changed value changes it). Elsewhere: per-table aggregates (rows, sums, date ranges,
+    distinct counts), which every SQL engine computes alike.
+    """
     parts = []
-    for name in sorted(src._remote):
-        t = src._remote[name]
+    for name in sorted(src._tables):
+        t = src._tables[name]
+        if src.con.name == "duckdb":
+            sql = src.con.compile(t)
+            n, digest = src.con.con.execute(
+                f"SELECT count(*), sum(hash(r)) FROM ({sql}) r"
+            ).fetchone()
+            parts.append(f"{name}|{','.join(t.columns)}|n={n}|hash={digest}")
+            continue
         spec = TABLES[name]
         aggs = {"n": t.count()}
         for column, kind in spec.columns.items():

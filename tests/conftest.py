@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import kpi_lib
+from kpi_lib.demo import generate_demo_tables
 
 AS_OF = "2026-11-28"
 
@@ -158,3 +159,28 @@ def parts(cube, kpi, period, scope="company", scope_id="all") -> tuple[float, fl
 def same(expected):
     """Equality for KPI figures: float tolerance, and NaN equals NaN (n/a is an answer)."""
     return pytest.approx(expected, rel=1e-9, abs=1e-9, nan_ok=True)
+
+
+# A small demo CRM (a third of the demo org) and its cube: the reference the loaders compare with.
+DEMO_PERIODS = "2026-09:2026-10"
+
+
+@pytest.fixture(scope="module")
+def demo_tables():
+    """The demo org at a third of its size, 2026-10 the last month, stage ties one second apart."""
+    tables = generate_demo_tables(end="2026-10", seed=5, scale=0.34)
+    # The demo enters skipped stages at the same instant; "the stage a deal was in" at a period
+    # end is then a tie that each engine breaks its own way (weighted_pipeline differed between
+    # DuckDB and PostgreSQL). One second apart, in file order, the data means one thing.
+    sh = tables["stage_history"]
+    tied = sh.groupby(["opportunity_id", "entered_at"]).cumcount()
+    sh["entered_at"] = sh["entered_at"] + pd.to_timedelta(tied, unit="s")
+    return tables
+
+
+@pytest.fixture(scope="module")
+def duckdb_cube(demo_tables):
+    """The cube of ``demo_tables`` loaded as frames, for ``DEMO_PERIODS``, no targets."""
+    return kpi_lib.compute_cube(
+        kpi_lib.load_source(demo_tables), DEMO_PERIODS, as_of=AS_OF, targets={}
+    )

@@ -27,6 +27,7 @@ from datetime import date
 
 import pandas as pd
 import pytest
+from test_duckdb_source import to_duckdb
 
 import kpi_lib
 from kpi_lib import history
@@ -239,8 +240,14 @@ def test_derived_stage_history_has_a_row_per_stage_change_between_snapshots(snap
     assert got.astype(str).values.tolist() == expected.values.tolist()
 
 
-def test_derived_history_gives_time_in_stage_to_a_source_without_stage_history(snapshots):
-    src = kpi_lib.load_source(source_of(day_nov01()))
+@pytest.mark.parametrize("kind", ["frames", "duckdb file"])
+def test_derived_history_gives_time_in_stage_to_a_source_without_stage_history(
+    snapshots, tmp_path, kind
+):
+    tables = source_of(day_nov01())
+    if kind == "duckdb file":
+        tables = to_duckdb(None, tmp_path / "crm.duckdb", tables)
+    src = kpi_lib.load_source(tables)
     assert not src.has("stage_history")
     enriched = with_derived_history(src, snapshots)
     cube = kpi_lib.compute_cube(enriched, "2026-10", as_of="2026-11-01", targets=None)

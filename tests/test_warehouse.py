@@ -12,30 +12,11 @@ import os
 import pandas as pd
 import pytest
 from _postgres import throwaway_postgres
+from conftest import AS_OF
+from conftest import DEMO_PERIODS as PERIODS
 
 import kpi_lib
-from kpi_lib.demo import generate_demo_tables
 from kpi_lib.validate import validation_report
-
-AS_OF = "2026-11-28"
-PERIODS = "2026-09:2026-10"
-
-
-@pytest.fixture(scope="module")
-def demo_tables():
-    tables = generate_demo_tables(end="2026-10", seed=5, scale=0.34)
-    # The demo enters skipped stages at the same instant; "the stage a deal was in" at a period
-    # end is then a tie that each engine breaks its own way (weighted_pipeline differed between
-    # DuckDB and PostgreSQL). One second apart, in file order, the data means one thing.
-    sh = tables["stage_history"]
-    tied = sh.groupby(["opportunity_id", "entered_at"]).cumcount()
-    sh["entered_at"] = sh["entered_at"] + pd.to_timedelta(tied, unit="s")
-    return tables
-
-
-@pytest.fixture(scope="module")
-def duckdb_cube(demo_tables):
-    return kpi_lib.compute_cube(kpi_lib.load_source(demo_tables), PERIODS, as_of=AS_OF, targets={})
 
 
 def assert_same_cube(got: pd.DataFrame, want: pd.DataFrame, rtol: float = 1e-9) -> None:
