@@ -11,14 +11,13 @@ One row of the result: ``period_start, rep_id, team_id`` and one column per meas
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import ibis
 import pandas as pd
-import pyarrow as pa
 from ibis import _
 
+from kpi_lib._queries import fetch_all
 from kpi_lib.periods import Period
 from kpi_lib.sources import Source
 
@@ -100,7 +99,9 @@ def compute_measures(
     ranks = {stage: i for i, stage in enumerate(stage_order or [])}
     queries = list(_measure_queries(src, window, stage_probabilities or {}, ranks))
     frames = [
-        q.finish(df) for q, df in zip(queries, _fetch_all(src, queries), strict=True) if len(df)
+        q.finish(df)
+        for q, df in zip(queries, fetch_all(src.con, [q.expr for q in queries]), strict=True)
+        if len(df)
     ]
     keys = ["period_start", "rep_id", "team_id"]
     if not frames:
@@ -114,7 +115,7 @@ def compute_measures(
     for column in ("rep_id", "team_id"):
         wide[column] = wide[column].astype("string")
     measures = [c for c in wide.columns if c not in keys]
-    wide[measures] = wide[measures].apply(pd.to_numeric).astype("float64")
+    wide[measures] = wide[measures].astype("float64")
     return wide.groupby(keys, dropna=False, as_index=False, sort=False)[measures].sum()
 
 
@@ -124,25 +125,6 @@ class _Query:
 
     expr: ibis.Table
     finish: Callable[[pd.DataFrame], pd.DataFrame] = lambda df: df
-
-
-def _fetch_all(src: Source, queries: list[_Query]) -> list[pd.DataFrame]:
-    """Every query's result. On DuckDB a second thread runs each query while the next one
-    compiles (DuckDB releases the GIL while it computes); elsewhere one after the other."""
-    backend = src.con
-    if backend.name != "duckdb":
-        return [q.expr.to_pandas() for q in queries]
-    for q in queries:  # in-memory tables (periods, probabilities) registered before any query runs
-        backend._run_pre_execute_hooks(q.expr)
-
-    def run(sql: str, schema: pa.Schema) -> pd.DataFrame:
-        return backend.con.sql(sql).to_arrow_table().cast(schema).to_pandas()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        futures = [
-            pool.submit(run, backend.compile(q.expr), q.expr.schema().to_pyarrow()) for q in queries
-        ]
-        return [f.result() for f in futures]
 
 
 def _measure_queries(

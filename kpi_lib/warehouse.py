@@ -26,6 +26,7 @@ import ibis
 import ibis.expr.datatypes as dt
 import pandas as pd
 
+from kpi_lib._queries import fetch_all
 from kpi_lib.errors import DataError, SourceError
 from kpi_lib.redact import redact, reveal
 from kpi_lib.schema import ACTIVITY_TYPES, SPEND_CATEGORIES, TABLES, TableSpec
@@ -176,61 +177,17 @@ def check_tables(con, raw: dict[str, ibis.Table], location: str, fx, as_of) -> S
     Raises ``SourceError`` for a missing required table and ``DataError`` (with a few offending
     rows) for a broken rule; quarantines and findings are recorded in the ``Source``.
     """
-    tables: dict[str, _Table] = {}
     for spec in TABLES.values():
-        if spec.name not in raw:
-            if spec.is_required:
-                raise SourceError(f"{location}: required table '{spec.name}' is missing")
-            continue
-        tables[spec.name] = _table(spec, raw[spec.name], f"{location}:{spec.name}")
-    canonical = {name: tab.canonical() for name, tab in tables.items()}
-    for table, column, target, key in REFERENCES:
-        if table in tables and target in tables and column not in tables[table].absent:
-            tab = tables[table]
-            tab.add(
-                f"ref_{column}",
-                "error",
-                column,
-                f"refers to a {key} that is not in '{target}'",
-                tab.cols[column].notnull() & ~tab.cols[column].isin(canonical[target][key]),
-                [tab.spec.key, column],
-            )
-    for table, column, target, key, message in SOFT_REFERENCES:
-        if table in tables and target in tables and column not in tables[table].absent:
-            tab = tables[table]
-            condition = tab.cols[column].notnull() & ~tab.cols[column].isin(canonical[target][key])
-            tab.add(f"soft_{column}", "warning", column, message, condition)
-    for rule in QUARANTINE_RULES:
-        if rule.table in tables:
-            tab = tables[rule.table]
-            first = holds(rule.test(tab.t)) & ~tab.quarantined()  # counted under one rule
-            tab.add(f"q_{rule.column}", "quarantine", rule.column, rule.message, first)
-    if "stage_history" in tables:
-        opps = tables["opportunities"]
-        kept = canonical["opportunities"].filter(~opps.quarantined())
-        sh = tables["stage_history"]
-        orphan = ~sh.cols["opportunity_id"].isin(kept.opportunity_id)
-        sh.add("q_orphan", "quarantine", "opportunity_id", _ORPHAN_HISTORY, orphan)
-    today = _today(as_of)
-    for name, tab in tables.items():
-        kept = ~tab.quarantined()
-        for i, rule in enumerate(r for r in FINDING_RULES if r.table == name):
-            tab.add(
-                f"rule{i}", "warning", rule.column, rule.message, holds(rule.test(tab.t)) & kept
-            )
-        for table, column in FUTURE_COLUMNS:
-            if table == name and column not in tab.absent:
-                tab.add(
-                    f"future_{column}",
-                    "warning",
-                    column,
-                    f"are dated after {(today - pd.Timedelta(days=1)).date()} (the load date); "
-                    "not counted in any report before that date",
-                    (tab.cols[column] >= today).fill_null(False) & kept,
-                )
-        tab.add("kept", "count", None, "", kept)
-
-    counts = {name: _counts(tab) for name, tab in tables.items()}
+        if spec.name not in raw and spec.is_required:
+            raise SourceError(f"{location}: required table '{spec.name}' is missing")
+        if spec.name in raw:
+            _check_columns(spec, raw[spec.name], f"{location}:{spec.name}")
+    names = [name for name, t in raw.items() if _untidy_counts(TABLES[name], t)]
+    queries = [raw[name].aggregate(**_untidy_counts(TABLES[name], raw[name])) for name in names]
+    untidy = dict.fromkeys(raw, {})
+    for name, result in zip(names, fetch_all(con, queries), strict=True):
+        untidy[name] = _as_counts(result)
+    tables, counts = _checked(con, raw, untidy, location, as_of)
     for name, tab in tables.items():
         _raise_errors(tab, counts[name], local=True)
     if "opportunities" in tables:
@@ -296,8 +253,69 @@ def check_tables(con, raw: dict[str, ibis.Table], location: str, fx, as_of) -> S
     )
 
 
-def _table(spec: TableSpec, t: ibis.Table, where: str) -> _Table:
-    """The canonical columns of ``t`` and the checks that stay within the table."""
+def _checked(con, raw: dict[str, ibis.Table], untidy: dict, location: str, as_of):
+    """Every check of every table, and their counts: one aggregate query per table.
+
+    ``untidy``: per table, per text column, the values that need trimming (0: used as they are).
+    """
+    tables = {
+        spec.name: _table(spec, raw[spec.name], f"{location}:{spec.name}", untidy[spec.name])
+        for spec in TABLES.values()
+        if spec.name in raw
+    }
+    canonical = {name: tab.canonical() for name, tab in tables.items()}
+    for table, column, target, key in REFERENCES:
+        if table in tables and target in tables and column not in tables[table].absent:
+            tab = tables[table]
+            tab.add(
+                f"ref_{column}",
+                "error",
+                column,
+                f"refers to a {key} that is not in '{target}'",
+                tab.cols[column].notnull() & ~tab.cols[column].isin(canonical[target][key]),
+                [tab.spec.key, column],
+            )
+    for table, column, target, key, message in SOFT_REFERENCES:
+        if table in tables and target in tables and column not in tables[table].absent:
+            tab = tables[table]
+            condition = tab.cols[column].notnull() & ~tab.cols[column].isin(canonical[target][key])
+            tab.add(f"soft_{column}", "warning", column, message, condition)
+    for rule in QUARANTINE_RULES:
+        if rule.table in tables:
+            tab = tables[rule.table]
+            first = holds(rule.test(tab.t)) & ~tab.quarantined()  # counted under one rule
+            tab.add(f"q_{rule.column}", "quarantine", rule.column, rule.message, first)
+    if "stage_history" in tables:
+        opps = tables["opportunities"]
+        kept = canonical["opportunities"].filter(~opps.quarantined())
+        sh = tables["stage_history"]
+        orphan = ~sh.cols["opportunity_id"].isin(kept.opportunity_id)
+        sh.add("q_orphan", "quarantine", "opportunity_id", _ORPHAN_HISTORY, orphan)
+    today = _today(as_of)
+    for name, tab in tables.items():
+        kept = ~tab.quarantined()
+        for i, rule in enumerate(r for r in FINDING_RULES if r.table == name):
+            tab.add(
+                f"rule{i}", "warning", rule.column, rule.message, holds(rule.test(tab.t)) & kept
+            )
+        for table, column in FUTURE_COLUMNS:
+            if table == name and column not in tab.absent:
+                tab.add(
+                    f"future_{column}",
+                    "warning",
+                    column,
+                    f"are dated after {(today - pd.Timedelta(days=1)).date()} (the load date); "
+                    "not counted in any report before that date",
+                    (tab.cols[column] >= today).fill_null(False) & kept,
+                )
+        tab.add("kept", "count", None, "", kept)
+
+    results = fetch_all(con, [_counts_query(tab) for tab in tables.values()])
+    counts = {name: _as_counts(row) for name, row in zip(tables, results, strict=True)}
+    return tables, counts
+
+
+def _check_columns(spec: TableSpec, t: ibis.Table, where: str) -> None:
     missing = [c for c in spec.required if c not in t.columns]
     if missing:
         raise DataError(
@@ -307,7 +325,13 @@ def _table(spec: TableSpec, t: ibis.Table, where: str) -> _Table:
             column=missing[0],
             file=where,
         )
-    untidy = _untidy_text(spec, t)
+
+
+def _table(spec: TableSpec, t: ibis.Table, where: str, untidy: dict[str, int]) -> _Table:
+    """The canonical columns of ``t`` and the checks that stay within the table.
+
+    ``untidy``: per text column, the values that need trimming (``_untidy_query``).
+    """
     tab = _Table(spec, t, where, cols={}, absent=[])
     for column, kind in spec.columns.items():
         if column in t.columns:
@@ -363,8 +387,8 @@ def _table(spec: TableSpec, t: ibis.Table, where: str) -> _Table:
     return tab
 
 
-def _untidy_text(spec: TableSpec, t: ibis.Table) -> dict[str, int]:
-    """Per text column, the values that need trimming (or are empty): one aggregate query.
+def _untidy_counts(spec: TableSpec, t: ibis.Table) -> dict[str, ibis.Value]:
+    """Per text column, the count of values that need trimming (or are empty).
 
     A tidy column is used as it is, so that neither the checks nor the KPI queries trim every
     value of a big table. ``activity_type:kind`` counts activity types not already in canonical
@@ -377,10 +401,7 @@ def _untidy_text(spec: TableSpec, t: ibis.Table) -> dict[str, int]:
     }
     if spec.name == "activities" and "activity_type" in aggs:
         aggs["activity_type:kind"] = holds(~t.activity_type.isin(ACTIVITY_TYPES)).sum()
-    if not aggs:
-        return {}
-    row = t.aggregate(**aggs).to_pandas().iloc[0]
-    return {column: int(value) if pd.notna(value) else 0 for column, value in row.items()}
+    return aggs
 
 
 def _cast(tab: _Table, column: str, kind: str, untidy: int) -> ibis.Value:
@@ -431,7 +452,7 @@ def _finite(tab: _Table, column: str, value: ibis.Value) -> ibis.Value:
     return value
 
 
-def _counts(tab: _Table) -> dict[str, int]:
+def _counts_query(tab: _Table) -> ibis.Table:
     """Every check of the table counted in one aggregate query (one scan)."""
     aggs = {"rows": tab.raw.count()}
     for key, check in tab.checks.items():
@@ -441,7 +462,11 @@ def _counts(tab: _Table) -> dict[str, int]:
             aggs[key] = holds(check.condition).sum()
         else:
             aggs[key] = check.condition
-    row = tab.raw.aggregate(**aggs).to_pandas().iloc[0]
+    return tab.raw.aggregate(**aggs)
+
+
+def _as_counts(result: pd.DataFrame) -> dict[str, int]:
+    row = result.iloc[0]
     return {key: int(value) if pd.notna(value) else 0 for key, value in row.items()}
 
 
