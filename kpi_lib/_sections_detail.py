@@ -214,11 +214,9 @@ class DetailSections:
         """Open deals by stage at the end of the period, with time in stage and stage conversion."""
         from kpi_lib import details
 
-        if "time_in_stage_days" in self.unavailable and not self.ctx.source.has("opportunities"):
-            return self._block(card("Pipeline by stage", "", note="n/a"))
         stages = self._stages()
         pipe = details.pipeline_by_stage(
-            self.ctx.source,
+            self.ctx.open_deals,
             self.period,
             self.scope,
             self.scope_id,
@@ -390,7 +388,7 @@ class DetailSections:
         from kpi_lib import details
 
         deals = details.open_deals(
-            self.ctx.source,
+            self.ctx.open_deals,
             self.period,
             self.scope,
             self.scope_id,

@@ -64,6 +64,9 @@ class Batch:
     code_version: str
     generated_at: str = field(default_factory=lambda: datetime.now().isoformat(timespec="seconds"))
     history_dir: str | None = None
+    open_deals: pd.DataFrame | None = None
+    """Every deal open at the period's snapshot (``details.open_deals_table``): the rows behind
+    the open-deals and pipeline-by-stage sections, so no report loads the source."""
 
     def scopes(self) -> list[Scope]:
         """The company, every team, and every rep active in P (one report each)."""
@@ -98,10 +101,13 @@ class Batch:
         )
 
     def save(self, folder: str | Path) -> Path:
-        """Write ``cube.parquet``, ``teams.parquet``, ``reps.parquet`` and ``batch.json``."""
+        """Write ``cube``, ``teams``, ``reps``, ``open_deals`` (``.parquet``) and ``batch.json``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        for name, df in (("cube", self.cube), ("teams", self.teams), ("reps", self.reps)):
+        tables = [("cube", self.cube), ("teams", self.teams), ("reps", self.reps)]
+        if self.open_deals is not None:
+            tables.append(("open_deals", self.open_deals))
+        for name, df in tables:
             tmp = folder / f".{name}.parquet.tmp"
             df.to_parquet(tmp, index=False)
             os.replace(tmp, folder / f"{name}.parquet")
@@ -148,6 +154,11 @@ class Batch:
                 )
             },
             history_dir=meta.get("history_dir"),
+            open_deals=(
+                pd.read_parquet(folder / "open_deals.parquet")
+                if (folder / "open_deals.parquet").exists()
+                else None
+            ),
         )
 
 
@@ -197,6 +208,7 @@ def prepare_batch(
         A snapshot folder (``history/``): today's snapshot of the opportunities is stored there
         and, for a source without stage history, stage history is derived from the snapshots.
     """
+    from kpi_lib.details import open_deals_table
     from kpi_lib.history import load_with_history
 
     p = resolve_period(period)
@@ -222,6 +234,7 @@ def prepare_batch(
         targets=None if targets is None else str(targets),
         code_version=code_version(),
         history_dir=history,
+        open_deals=open_deals_table(src, p, as_of_day),
     )
     if out_dir is not None:
         batch.save(out_dir)
@@ -262,8 +275,18 @@ class ReportContext:
 
     @cached_property
     def source(self) -> Source:
-        """The loaded source, for the few detail queries beyond the cube (open deals, ...)."""
+        """The loaded source, for what a batch does not carry (an analyst's own queries)."""
         return load_source(resolve_source(self.source_path))
+
+    @cached_property
+    def open_deals(self) -> pd.DataFrame:
+        """Every deal open at the period's snapshot (``details.open_deals_table``): the batch's,
+        or built from the source when the batch was saved without it."""
+        if self.batch.open_deals is not None:
+            return self.batch.open_deals
+        from kpi_lib.details import open_deals_table
+
+        return open_deals_table(self.source, self.period, self.as_of)
 
     @property
     def unavailable(self) -> dict[str, str]:

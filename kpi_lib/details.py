@@ -57,16 +57,76 @@ def reps_in_scope(src: Source, period: Period, scope: str, scope_id: str) -> pd.
     return out.reset_index(drop=True)
 
 
-def _owned_opportunities(src: Source, scope: str, scope_id: str) -> pd.DataFrame:
+OPEN_DEAL_COLUMNS = [
+    "opportunity_id",
+    "owner_rep_id",
+    "team_id",
+    "account_name",
+    "stage",
+    "amount",
+    "created_at",
+    "expected_close_at",
+    "cycle_company",
+    "cycle_team",
+    "cycle_rep",
+]
+
+
+def open_deals_table(
+    src: Source, period: Period, as_of: pd.Timestamp | str | None = None
+) -> pd.DataFrame:
+    """Every deal open at the snapshot of ``period``, company-wide: the batch's detail table.
+
+    One row per open deal: ``opportunity_id, owner_rep_id, team_id`` (the owner's team),
+    ``account_name``, ``stage`` (the stage it was in at the snapshot), ``amount``,
+    ``created_at``, ``expected_close_at`` (the source's, or NaT) and ``cycle_company``,
+    ``cycle_team``, ``cycle_rep``: the mean sales cycle in days of deals won in the 12 months
+    before the snapshot by the company, the owner's team and the owner (NaN: none won), from
+    which a report estimates expected closes. ``open_deals`` cuts a scope's rows from it.
+
+    Example
+    -------
+    >>> table = open_deals_table(src, Period.parse("2026-10"), as_of="2026-11-28")  # doctest: +SKIP
+    >>> open_deals(table, Period.parse("2026-10"), "rep", "R001")                   # doctest: +SKIP
+    """
+    at = snapshot_at(period, as_of)
     opps = src.frame("opportunities")
+    reps = src.frame("reps")
+    team_of = reps.drop_duplicates("rep_id").set_index("rep_id")["team_id"].astype(str)
     owner = opps["owner_rep_id"].astype(str)
-    if scope == "rep":
-        return opps[owner == str(scope_id)]
-    if scope == "team":
-        reps = src.frame("reps")
-        members = set(reps.loc[reps["team_id"].astype(str) == str(scope_id), "rep_id"].astype(str))
-        return opps[owner.isin(members)]
-    return opps
+    team = owner.map(team_of)
+    won = (
+        opps["is_won"].fillna(False).astype(bool)
+        & (opps["closed_at"] < at)
+        & (opps["closed_at"] >= at - pd.DateOffset(months=12))
+    ).fillna(False)
+    days = (opps.loc[won, "closed_at"] - opps.loc[won, "created_at"]).dt.total_seconds() / 86400
+    open_ = _open_at(opps, at)
+    has_expected = "expected_close_at" in open_ and src.has_column(
+        "opportunities", "expected_close_at"
+    )
+    out = pd.DataFrame(
+        {
+            "opportunity_id": open_["opportunity_id"].astype(str),
+            "owner_rep_id": owner[open_.index],
+            "team_id": team[open_.index],
+            "account_name": _account_names(src, open_),
+            "stage": _stage_at(src, open_, at),
+            "amount": open_["amount"].astype("float64"),
+            "created_at": open_["created_at"],
+            "expected_close_at": (
+                pd.to_datetime(open_["expected_close_at"], format="mixed")
+                if has_expected
+                else pd.Series(pd.NaT, index=open_.index, dtype="datetime64[us]")
+            ),
+            "cycle_company": days.mean() if len(days) else float("nan"),
+            "cycle_team": team[open_.index].map(days.groupby(team[won]).mean()),
+            "cycle_rep": owner[open_.index].map(days.groupby(owner[won]).mean()),
+        }
+    )
+    for column in ("cycle_company", "cycle_team", "cycle_rep"):
+        out[column] = out[column].astype("float64")
+    return out[OPEN_DEAL_COLUMNS].reset_index(drop=True)
 
 
 def _open_at(opps: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
@@ -87,7 +147,7 @@ def _stage_at(src: Source, opps: pd.DataFrame, at: pd.Timestamp) -> pd.Series:
 
 
 def open_deals(
-    src: Source,
+    deals: Source | pd.DataFrame,
     period: Period,
     scope: str,
     scope_id: str,
@@ -98,6 +158,9 @@ def open_deals(
 
     Parameters
     ----------
+    deals
+        The batch's ``open_deals_table`` for this period and ``as_of``, or a loaded ``Source``
+        (the table is built from it).
     period
         The report period; the snapshot is taken at its end (or at ``as_of`` if earlier).
     scope, scope_id
@@ -110,33 +173,26 @@ def open_deals(
     DataFrame
         ``opportunity_id, account_name, stage, amount, weighted_amount, created_at, age_days,
         expected_close_at, is_expected_close_estimated``. ``expected_close_at`` comes from an
-        ``expected_close_at`` column when the source has one; otherwise it is estimated as
-        ``created_at`` + the scope's mean sales cycle of deals won in the 12 months before the
-        snapshot (a date before the snapshot means the deal is overdue).
+        ``expected_close_at`` column when the scope's open deals have one; otherwise it is
+        estimated as ``created_at`` + the scope's mean sales cycle of deals won in the 12
+        months before the snapshot (a date before the snapshot means the deal is overdue).
     """
     at = snapshot_at(period, as_of)
-    opps = _open_at(_owned_opportunities(src, scope, scope_id), at).copy()
-    probabilities = stage_probabilities or {}
-    out = pd.DataFrame(
-        {
-            "opportunity_id": opps["opportunity_id"].astype(str),
-            "account_name": _account_names(src, opps),
-            "stage": _stage_at(src, opps, at),
-            "amount": opps["amount"].astype("float64") if "amount" in opps else float("nan"),
-            "created_at": opps["created_at"],
-        }
-    )
-    probability = pd.to_numeric(out["stage"].map(probabilities), errors="coerce")
+    table = deals if isinstance(deals, pd.DataFrame) else open_deals_table(deals, period, as_of)
+    if scope == "rep":
+        table = table[table["owner_rep_id"] == str(scope_id)]
+    elif scope == "team":
+        table = table[table["team_id"] == str(scope_id)]
+    out = table[["opportunity_id", "account_name", "stage", "amount", "created_at"]].copy()
+    probability = pd.to_numeric(out["stage"].map(stage_probabilities or {}), errors="coerce")
     out["weighted_amount"] = out["amount"] * probability.astype("float64").fillna(0.0)
     out["age_days"] = (at - out["created_at"]).dt.total_seconds() / 86400
-    if "expected_close_at" in opps and opps["expected_close_at"].notna().any():
-        out["expected_close_at"] = pd.to_datetime(opps["expected_close_at"], format="mixed")
+    if table["expected_close_at"].notna().any():
+        out["expected_close_at"] = table["expected_close_at"]
         out["is_expected_close_estimated"] = False
     else:
-        cycle = _mean_cycle_days(_owned_opportunities(src, scope, scope_id), at)
-        out["expected_close_at"] = (
-            out["created_at"] + pd.to_timedelta(cycle, unit="D") if cycle == cycle else pd.NaT
-        )
+        cycle = table[f"cycle_{scope}"]
+        out["expected_close_at"] = out["created_at"] + pd.to_timedelta(cycle, unit="D")
         out["is_expected_close_estimated"] = True
     columns = [
         "opportunity_id",
@@ -167,19 +223,8 @@ def _account_names(src: Source, opps: pd.DataFrame) -> pd.Series:
     return ids.fillna("").astype(str)
 
 
-def _mean_cycle_days(opps: pd.DataFrame, at: pd.Timestamp) -> float:
-    won = opps[
-        opps["is_won"].fillna(False).astype(bool)
-        & (opps["closed_at"] < at)
-        & (opps["closed_at"] >= at - pd.DateOffset(months=12))
-    ]
-    if won.empty:
-        return float("nan")
-    return float(((won["closed_at"] - won["created_at"]).dt.total_seconds() / 86400).mean())
-
-
 def pipeline_by_stage(
-    src: Source,
+    deals: Source | pd.DataFrame,
     period: Period,
     scope: str,
     scope_id: str,
@@ -188,6 +233,8 @@ def pipeline_by_stage(
     stages: list[str] | None = None,
 ) -> pd.DataFrame:
     """One row per open stage, in pipeline order: the scope's open deals at the end of ``period``.
+
+    ``deals`` is as for ``open_deals``: the batch's ``open_deals_table`` or a ``Source``.
 
     Returns
     -------
@@ -199,7 +246,7 @@ def pipeline_by_stage(
     -------
     >>> pipeline_by_stage(src, Period.parse("2026-10"), "company", "all")   # doctest: +SKIP
     """
-    deals = open_deals(src, period, scope, scope_id, as_of, stage_probabilities)
+    deals = open_deals(deals, period, scope, scope_id, as_of, stage_probabilities)
     grouped = deals.groupby("stage", sort=False).agg(
         deals=("opportunity_id", "size"),
         amount=("amount", "sum"),

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from conftest import lost, opp, source, won
 
+import kpi_lib
 from kpi_lib import details, theme
 from kpi_lib._paths import project_path, resolve_source
 from kpi_lib.errors import ParamsError
@@ -210,6 +211,7 @@ def report_for(tiny, role, scope, scope_id, name, team_id=None) -> Report:
         team_id=team_id,
         cube=cube,
         source=src,
+        open_deals=details.open_deals_table(src, Period.parse("2026-10"), "2026-11-28"),
         unavailable=cube.attrs["unavailable"],
         findings=["opportunities.amount: 1 row <missing>"],
         fingerprint="abc123",
@@ -323,6 +325,51 @@ def test_pipeline_by_stage_lists_stages_in_pipeline_order_with_empty_ones(tiny):
     assert list(pipe["stage"]) == ["Discovery", "Demo", "Proposal"]
     assert list(pipe["deals"]) == [0, 1, 1]
     assert list(pipe["amount"]) == [0.0, 70.0, 30.0]
+
+
+def test_the_estimated_close_is_created_plus_the_scopes_mean_cycle_of_the_last_12_months():
+    src = source(
+        [
+            # won within 12 months of the 2026-11-01 snapshot: r1 in 10 days, r3 in 40 days
+            won("w1", "2026-09-11", 10, "r1", created_at="2026-09-01"),
+            won("w3", "2026-09-10", 10, "r3", created_at="2026-08-01"),
+            won("old", "2025-03-02", 10, "r1", created_at="2025-01-01"),  # too long ago
+            opp("o1", "r1", created_at="2026-10-01", stage="Demo", amount=5),
+            opp("o2", "r2", created_at="2026-10-05", stage="Demo", amount=5),
+        ]
+    )
+    table = details.open_deals_table(src, Period.parse("2026-10"))
+    expected = {}
+    for scope, scope_id in [("rep", "r1"), ("team", "east"), ("company", "all")]:
+        deals = details.open_deals(table, Period.parse("2026-10"), scope, scope_id)
+        expected[scope] = deals.set_index("opportunity_id")["expected_close_at"]
+        assert deals["is_expected_close_estimated"].all()
+    assert expected["rep"]["o1"] == pd.Timestamp("2026-10-11")  # r1's own cycle: 10 days
+    assert expected["team"]["o2"] == pd.Timestamp("2026-10-15")  # east won only w1: 10 days
+    assert expected["company"]["o1"] == pd.Timestamp("2026-10-26")  # (10 + 40) / 2 = 25 days
+    # r2 won nothing: no cycle of its own, so no estimate on the rep's report
+    assert (
+        details.open_deals(table, Period.parse("2026-10"), "rep", "r2")["expected_close_at"]
+        .isna()
+        .all()
+    )
+
+
+def test_a_report_of_a_saved_batch_shows_open_deals_without_loading_the_source(tmp_path):
+    from kpi_lib.batch import prepare_batch, report_context
+
+    batch = prepare_batch("data/demo.duckdb", "2026-10", as_of="2026-11-28", targets=None)
+    batch.save(tmp_path)
+    team = batch.teams["team_id"].iloc[0]
+    rep = batch.reps.loc[batch.reps["team_id"] == team, "rep_id"].iloc[0]
+    for scope_id in ("all", team, rep):
+        ctx = report_context("2026-10", scope_id, "data/demo.duckdb", batch_dir=str(tmp_path))
+        src = kpi_lib.load_source("data/demo.duckdb")
+        from_batch = details.open_deals(ctx.open_deals, ctx.period, ctx.scope, scope_id, ctx.as_of)
+        from_source = details.open_deals(src, ctx.period, ctx.scope, scope_id, ctx.as_of)
+        pd.testing.assert_frame_equal(from_batch, from_source)
+        assert len(from_batch) > 0
+        assert "source" not in ctx.__dict__  # the cached source was never loaded
 
 
 def test_reps_in_scope_keeps_reps_active_in_the_period():
