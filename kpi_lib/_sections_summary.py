@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
 from kpi_lib import theme
 from kpi_lib._html import Html, card, esc
@@ -237,6 +238,25 @@ class SummarySections:
         vals = [v for v in vals if not is_missing(v)]
         return float(np.median(vals)) if vals else math.nan
 
+    def maturing(self, kpi: str) -> str:
+        """Why a cohort rate of this period will still rise, or "" when its cohort is mature.
+
+        The cohort is mature once its youngest members (the period's last day) are a sales cycle
+        old on the report date: the company's average days from created to won in the period.
+        Example: ``"qualified 29-59 days ago; a won deal takes 62 days on average"``.
+        """
+        if not get_kpi(kpi).cohort or not self.ctx.as_of:
+            return ""
+        cycle = self.value("sales_cycle_days", scope="company", scope_id="all")
+        report_day = pd.Timestamp(self.ctx.as_of).normalize() + pd.Timedelta(days=1)
+        newest = (report_day - min(self.period.end, report_day)).days
+        oldest = (report_day - self.period.start).days
+        if is_missing(cycle) or newest >= cycle or oldest <= 0:
+            return ""
+        return (
+            f"qualified {newest}-{oldest} days ago; a won deal takes {cycle:,.0f} days on average"
+        )
+
     def tiles(self, kpis: Sequence[str] | None = None) -> Html:
         """A responsive grid of KPI tiles: value, target, changes vs P-1 and P-1y, sparkline.
 
@@ -288,6 +308,7 @@ class SummarySections:
         return kpi_tile(
             kpi,
             value,
+            maturing=self.maturing(kpi),
             target=self.value(kpi, field="target"),
             history=self.history(kpi),
             history_targets=self.history(kpi, field="target"),

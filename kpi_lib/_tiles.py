@@ -116,11 +116,14 @@ def sparkline_svg(
     )
 
 
-def delta_html(delta: float, unit: str, higher_is_better: bool, versus: str) -> str:
-    """``▲ +8% vs Sep 26`` coloured by whether the move is good (by ``higher_is_better``)."""
+def delta_html(delta: float, unit: str, higher_is_better: bool | None, versus: str) -> str:
+    """``▲ +8% vs Sep 26`` coloured by whether the move is good (by ``higher_is_better``;
+    None: not judged, as for a cohort that is still maturing)."""
     if is_missing(delta):
         return f'<span class="kr-delta kr-neutral">– vs {esc(versus)}</span>'
-    status = theme.direction_status(delta, higher_is_better)
+    status = (
+        "neutral" if higher_is_better is None else theme.direction_status(delta, higher_is_better)
+    )
     arrow = "▲" if delta > 0 else "▼" if delta < 0 else "■"
     return (
         f'<span class="kr-delta kr-{status}" title="{status} change">{arrow} '
@@ -146,6 +149,7 @@ def kpi_tile(
     to_date: str = "",
     projection: float = math.nan,
     projection_label: str = "",
+    maturing: str = "",
 ) -> str:
     """One KPI tile as HTML: label, value, target with attainment colour, changes, sparkline.
 
@@ -169,6 +173,9 @@ def kpi_tile(
     projection, projection_label
         The run rate to the period's end (``"31 Oct"``) of a count or sum; the target line
         and the tile's colour then judge the projection, not the figure so far.
+    maturing
+        Why a cohort rate will still rise (``"qualified 29-60 days ago; ..."``): shown under
+        the value, and neither the target nor the changes are coloured as good or bad yet.
 
     Example
     -------
@@ -186,8 +193,10 @@ def kpi_tile(
         )
     projected = not is_missing(projection)
     ratio = theme.attainment(projection if projected else value, target, meta.higher_is_better)
-    status = theme.attainment_status(ratio)
+    status = "neutral" if maturing else theme.attainment_status(ratio)
     lines = []
+    if maturing:
+        lines.append(f'<div class="kr-tile-line kr-todate">still maturing: {esc(maturing)}</div>')
     if to_date:
         lines.append(f'<div class="kr-tile-line kr-todate">to date, {esc(to_date)}</div>')
     if projected:
@@ -208,7 +217,7 @@ def kpi_tile(
         + delta_html(
             theme.change(value, previous, meta.unit),
             meta.unit,
-            meta.higher_is_better,
+            None if maturing else meta.higher_is_better,
             previous_label,
         )
         + "</div>"
@@ -219,7 +228,7 @@ def kpi_tile(
             + delta_html(
                 theme.change(value, year_ago, meta.unit),
                 meta.unit,
-                meta.higher_is_better,
+                None if maturing else meta.higher_is_better,
                 year_ago_label,
             )
             + "</div>"

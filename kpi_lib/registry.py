@@ -72,6 +72,9 @@ class Kpi:
     scope_inputs
         Further inputs one scope needs (team CAC needs ``spend.team_id``); without them the
         KPI is null at that scope.
+    cohort
+        A cohort rate: the figure of a recent period still grows as its cohort's deals close
+        (lead conversion). Reports say so while the cohort is younger than a sales cycle.
     """
 
     name: str
@@ -86,6 +89,7 @@ class Kpi:
     scopes: tuple[str, ...] = ("company", "team", "rep")
     scope_inputs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     per_stage: bool = False
+    cohort: bool = False
     edge_cases: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -168,6 +172,7 @@ _KPIS: list[Kpi] = [
         "won(leads qualified in P) / leads qualified in P",
         Ratio("qualified_converted", "qualified_leads"),
         ("leads", "leads.qualified_at", "leads.opportunity_id"),
+        cohort=True,
         edge_cases="A cohort rate: it rises as the cohort's deals close; deals won after the "
         "report date (--as-of) do not count. No qualified leads: n/a.",
     ),

@@ -235,6 +235,27 @@ def report_for(tiny, role, scope, scope_id, name, team_id=None) -> Report:
     )
 
 
+def test_a_cohort_rate_younger_than_a_sales_cycle_says_it_is_still_maturing(tiny):
+    report = report_for(tiny, "executive", "company", "all", "Company")
+    # October's won deals took 34, 35 and 10 days: a sales cycle of 79 / 3 = 26.3 days.
+    report.ctx.as_of = "2026-11-10"  # data through Nov 10: October 31 is 10 days back, Oct 1 41
+    assert report.maturing("lead_conversion_rate") == (
+        "qualified 10-41 days ago; a won deal takes 26 days on average"
+    )
+    assert report.maturing("win_rate") == ""  # not a cohort rate
+    report.ctx.as_of = "2026-11-28"  # 28-59 days: the whole cohort is older than a sales cycle
+    assert report.maturing("lead_conversion_rate") == ""
+
+
+def test_a_maturing_tile_is_not_judged_against_its_target():
+    html = kpi_tile("lead_conversion_rate", 0.02, target=0.12, maturing="young")
+    assert "still maturing: young" in html
+    assert "kr-neutral" in html and "kr-bad" not in html
+    moved = kpi_tile("lead_conversion_rate", 0.02, previous=0.1, maturing="young")
+    assert "-8.0 pts" in moved and "kr-bad" not in moved  # a fall, but not judged yet
+    assert "kr-bad" in kpi_tile("lead_conversion_rate", 0.02, target=0.12, previous=0.1)
+
+
 def test_highlights_state_revenue_against_target_and_the_previous_month(tiny):
     html = str(report_for(tiny, "executive", "company", "all", "Company").highlights())
     # October: 100 + 300 + 1000 = 1400 against 1000; September: 200 -> up 600%
