@@ -182,12 +182,13 @@ def check_tables(con, raw: dict[str, ibis.Table], location: str, fx, as_of) -> S
             raise SourceError(f"{location}: required table '{spec.name}' is missing")
         if spec.name in raw:
             _check_columns(spec, raw[spec.name], f"{location}:{spec.name}")
-    names = [name for name, t in raw.items() if _untidy_counts(TABLES[name], t)]
-    queries = [raw[name].aggregate(**_untidy_counts(TABLES[name], raw[name])) for name in names]
-    untidy = dict.fromkeys(raw, {})
-    for name, result in zip(names, fetch_all(con, queries), strict=True):
-        untidy[name] = _as_counts(result)
-    tables, counts = _checked(con, raw, untidy, location, as_of)
+    text = {name: _untidy_counts(TABLES[name], t) for name, t in raw.items()}
+    names = [name for name, aggs in text.items() if aggs]
+    results = fetch_all(con, [raw[name].aggregate(**text[name]) for name in names])
+    untidy = dict.fromkeys(raw, {}) | {
+        name: _as_counts(result) for name, result in zip(names, results, strict=True)
+    }
+    tables, counts = _count_checks(con, raw, untidy, location, as_of)
     for name, tab in tables.items():
         _raise_errors(tab, counts[name], local=True)
     if "opportunities" in tables:
@@ -198,7 +199,6 @@ def check_tables(con, raw: dict[str, ibis.Table], location: str, fx, as_of) -> S
 
     findings: list[Finding] = []
     accounting: list[dict] = []
-    kinds = ("warning", "quarantine")
     if counts.get("activities", {}).get("type_unknown"):
         tab = tables["activities"]
         odd = tab.raw.filter(tab.checks["type_unknown"].condition).select("activity_type")
@@ -217,7 +217,7 @@ def check_tables(con, raw: dict[str, ibis.Table], location: str, fx, as_of) -> S
         for name, tab in tables.items():
             for key, check in tab.checks.items():
                 n = counts[name][key]
-                if check.kind in kinds and key.startswith(prefix) and n:
+                if check.kind in ("warning", "quarantine") and key.startswith(prefix) and n:
                     findings.append(Finding(name, check.column, n, check.problem, check.kind))
     final: dict[str, ibis.Table] = {}
     for name, tab in tables.items():
@@ -253,7 +253,7 @@ def check_tables(con, raw: dict[str, ibis.Table], location: str, fx, as_of) -> S
     )
 
 
-def _checked(con, raw: dict[str, ibis.Table], untidy: dict, location: str, as_of):
+def _count_checks(con, raw: dict[str, ibis.Table], untidy: dict, location: str, as_of):
     """Every check of every table, and their counts: one aggregate query per table.
 
     ``untidy``: per table, per text column, the values that need trimming (0: used as they are).
