@@ -8,6 +8,7 @@ previous month, complete.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import date
@@ -240,3 +241,48 @@ def test_make_monthly_and_mtd_call_the_cli():
             check=True,
         ).stdout
         assert command in dry and "--source" in dry and "--out reports" in dry
+
+
+def _make(target: str, out: Path, today: str) -> subprocess.CompletedProcess:
+    """``make <target>`` in the checkout, its reports in ``out``, today faked by ``KPI_TODAY``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KPI_", "MAKE", "MFLAGS"))}
+    return subprocess.run(
+        ["make", target, f"OUT={out}"],
+        cwd=ROOT,
+        env={**env, "KPI_TODAY": today},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_make_monthly_then_mtd_on_a_fake_clock_render_and_send_once(tmp_path):
+    """The cron lines of the README, end to end: real renders, real digests as .eml files."""
+    out = tmp_path / "reports"
+    first = _make("monthly", out, "2026-11-02")
+    assert first.returncode == 0, first.stderr
+    manifest = json.loads((out / "2026-10" / "manifest.json").read_text())
+    assert manifest["as_of"] == "2026-11-01"  # data through yesterday
+    assert manifest["counts"]["failed"] == 0 and manifest["counts"]["ok"] >= 40
+    digests = sorted((out / "2026-10" / "outbox").glob("*.eml"))
+    assert len(digests) == len(yaml_recipients())
+
+    again = _make("monthly", out, "2026-11-05")  # cron fires again: nothing new to do
+    assert again.returncode == 0, again.stderr
+    assert "already rendered with data as of 2026-11-01" in again.stderr
+    assert sorted((out / "2026-10" / "outbox").glob("*.eml")) == digests
+    assert json.loads((out / "2026-10" / "manifest.json").read_text()) == manifest
+
+    mtd = _make("mtd", out, "2026-11-15")
+    assert mtd.returncode == 0, mtd.stderr
+    partial = json.loads((out / "2026-11" / "manifest.json").read_text())
+    assert partial["as_of"] == "2026-11-14" and partial["counts"]["failed"] == 0
+    assert "to date" in (out / "2026-11" / "executive" / "all.html").read_text()
+
+
+def yaml_recipients() -> list[dict]:
+    """The recipients of ``params/recipients.yaml`` (one digest each)."""
+    import yaml
+
+    return yaml.safe_load((ROOT / "params" / "recipients.yaml").read_text())["recipients"]
