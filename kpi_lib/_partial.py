@@ -124,6 +124,9 @@ def partial_period(
         False: no comparison (the window only). True: read ``mtd.csv`` from the ``search``
         folders (a batch's ``_data`` and its period folder) when its ``as_of`` matches, else
         ``mtd_comparison(source, as_of, targets)``.
+    source
+        A source for ``mtd_comparison``, or a function returning one: called only when no
+        ``mtd.csv`` answers (a report of a scheduled batch never loads the source).
     """
     if as_of is None or not is_partial(period, as_of):
         return None
@@ -134,7 +137,7 @@ def partial_period(
     if comparison and period.grain == "month":
         table = _read_cached(search, day)
         if table is None:
-            table = mtd_comparison(source, day, targets=targets)
+            table = mtd_comparison(source() if callable(source) else source, day, targets=targets)
         table = (
             table.assign(scope_id=table["scope_id"].astype(str))
             .set_index(["scope", "scope_id", "kpi"])

@@ -145,7 +145,11 @@ class Report(SummarySections, TrendSections, DetailSections, MetaSections):
         folder = self.parameters.get("batch_dir")
         search = (project_path(folder), project_path(folder).parent) if folder else ()
         return partial_period(
-            self.period, self.ctx.as_of, source=self.ctx.source, targets=targets, search=search
+            self.period,
+            self.ctx.as_of,
+            source=lambda: self.ctx.source,
+            targets=targets,
+            search=search,
         )
 
     @property

@@ -166,6 +166,25 @@ def test_highlights_speak_of_the_month_to_date_and_its_pace(mtd_report):
     assert "up 16.7 pts on the same days of September 2026" in html
 
 
+def test_a_batch_with_its_mtd_csv_gives_the_same_tiles_without_loading_the_source(
+    mtd_report, tmp_path
+):
+    from kpi_lib.mtd import mtd_comparison
+
+    table = mtd_comparison(mtd_report.ctx.source, AS_OF, targets=TARGETS)
+    table.to_csv(tmp_path / "mtd.csv", index=False)
+    cached = report_on(AS_OF)
+    cached.parameters["batch_dir"] = str(tmp_path)
+
+    class WithoutSource(SimpleNamespace):
+        @property
+        def source(self):
+            raise AssertionError("the report loaded the source")
+
+    cached.ctx = WithoutSource(**{k: v for k, v in vars(cached.ctx).items() if k != "source"})
+    assert tile(str(cached.tiles()), "revenue") == tile(str(mtd_report.tiles()), "revenue")
+
+
 def test_rep_tile_projects_against_the_reps_full_month_target():
     html = tile(str(report_on(AS_OF, "rep", "rep", "r2", "Bob").tiles()), "revenue")
     # Bob: 300 by the 14th -> 300 x 31 / 14 = 664.29 against 200: 332%; nothing on 1-14 Sep
