@@ -151,6 +151,7 @@ class Directory:
     accounts: dict[str, str] = field(default_factory=dict)
     account_reps: dict[str, set[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    _rep_accounts: dict[str, set[str]] | None = field(default=None, repr=False)
 
     @classmethod
     def from_batch(cls, batch, source=None) -> Directory:
@@ -181,6 +182,7 @@ class Directory:
         (``account_id``, ``owner_rep_id``) that tie more reps to them."""
         if accounts is None or not len(accounts):
             return
+        self._rep_accounts = None
         for a, name, owner in zip(
             accounts["account_id"],
             accounts["account_name"],
@@ -223,10 +225,25 @@ class Directory:
                 | ({scope_id} if scope == "team" else set())
             )
             seen |= {("rep", r) for r in reps} | {("team", t) for t in teams if t}
-            seen |= {("account", a) for a, owners in self.account_reps.items() if owners & reps}
             if scope == "company":
                 seen |= {("account", a) for a in self.accounts}
+            else:
+                accounts = self._accounts_of_rep()
+                seen |= {("account", a) for r in reps for a in accounts.get(r, ())}
         return seen
+
+    def _accounts_of_rep(self) -> dict[str, set[str]]:
+        """``{rep_id: accounts}``: the reverse of ``account_reps``, built once."""
+        if self._rep_accounts is None:
+            out: dict[str, set[str]] = {}
+            for account, owners in self.account_reps.items():
+                for rep in owners:
+                    out.setdefault(rep, set()).add(account)
+            self._rep_accounts = out
+        return self._rep_accounts
+
+    def name_of(self, kind: str, entity_id: str) -> str:
+        return {"team": self.teams, "rep": self.reps, "account": self.accounts}[kind][entity_id]
 
     def scope_of(self, scope_id: str) -> tuple[str, str]:
         """``(scope, scope_id)`` of a report's scope id (``all``, a team_id or a rep_id)."""
@@ -323,26 +340,16 @@ class Finding:
 
 
 class Auditor:
-    """Scans texts for the names an audience may not see; one per batch (indexes are cached)."""
+    """Scans texts for the names an audience may not see; one per batch.
+
+    Every name and id is indexed once; a scan finds all of them in the text and keeps those
+    outside the audience's scope that no name inside it covers (a foreign account named like an
+    own rep is not a leak). Cost per scan: the text's words, whatever the size of the CRM.
+    """
 
     def __init__(self, directory: Directory):
         self.directory = directory
-        self._all = directory.entities()
-        self._cache: dict[frozenset, tuple[dict, dict]] = {}
-
-    def _indexes(self, scopes: frozenset) -> tuple[dict, dict]:
-        if scopes not in self._cache:
-            allowed = self.directory.allowed(scopes)
-            own = [e for e in self._all if (e.kind, e.entity_id) in allowed]
-            own_texts = {_norm(t).casefold() for e in own for t in (e.name, e.entity_id)}
-            foreign = [
-                e
-                for e in self._all
-                if (e.kind, e.entity_id) not in allowed
-                and _norm(e.name).casefold() not in own_texts
-            ]
-            self._cache[scopes] = (_needles(own), _needles(foreign))
-        return self._cache[scopes]
+        self._index = _needles(directory.entities())
 
     def scan_text(
         self, text: str, scopes: Iterable[tuple[str, str]], *, path: str, audience: str
@@ -351,11 +358,20 @@ class Auditor:
         scopes = frozenset(scopes)
         if any(scope == "company" for scope, _ in scopes):
             return []
-        own, foreign = self._indexes(scopes)
+        allowed = self.directory.allowed(scopes)
+        own_texts = {
+            _norm(t).casefold()
+            for kind, entity_id in allowed
+            for t in (self.directory.name_of(kind, entity_id), entity_id)
+        }
         text = _norm(text)
-        covered = [(s, e) for s, e, _ in _find(text, own)]
+        hits = _find(text, self._index)
+        mine = [(h[2].entity.kind, h[2].entity.entity_id) in allowed for h in hits]
+        covered = [(s, e) for (s, e, _), own in zip(hits, mine, strict=True) if own]
         findings, reported = [], set()
-        for start, end, needle in _find(text, foreign):
+        for (start, end, needle), own in zip(hits, mine, strict=True):
+            if own or _norm(needle.entity.name).casefold() in own_texts:
+                continue
             if any(s <= start and end <= e for s, e in covered):
                 continue
             key = (needle.entity.kind, needle.entity.entity_id)
