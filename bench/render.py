@@ -16,9 +16,12 @@ Four runs on the demo CRM, every report of ``--period`` (the executive, every te
 Each run is a subprocess; its peak memory is the largest sum of resident memory over its
 process tree (workers and kernels included), sampled every 50 ms.
 
+With ``--scale 10`` (the default; 0 skips it) the month of the demo CRM at ten times its size
+is rendered too, warm and then unchanged: the company, 6 teams and every active rep of 360.
+
 Usage::
 
-    python bench/render.py [--period 2026-10] [--naive-n 6] [--jobs N]
+    python bench/render.py [--period 2026-10] [--naive-n 6] [--jobs N] [--scale 10]
 
 Writes ``bench/results/render.json`` and ``bench/results/render.md``.
 """
@@ -138,7 +141,7 @@ def manifest_stats(period_dir: Path) -> dict:
     }
 
 
-def ours(args, label: str, *flags: str) -> dict:
+def ours(args, label: str, *flags: str, source: str | None = None, work: str = "ours") -> dict:
     command = [
         PY,
         "-m",
@@ -147,9 +150,9 @@ def ours(args, label: str, *flags: str) -> dict:
         "--period",
         args.period,
         "--source",
-        args.source,
+        source or args.source,
         "--out",
-        str(WORK / "ours"),
+        str(WORK / work),
         "--as-of",
         args.as_of,
         *flags,
@@ -160,7 +163,7 @@ def ours(args, label: str, *flags: str) -> dict:
     result = run(command)
     if result["returncode"] != 0:
         raise SystemExit(f"{label} failed:\n{result['stderr']}")
-    stats = manifest_stats(WORK / "ours" / args.period)
+    stats = manifest_stats(WORK / work / args.period)
     stats.pop("plan")
     return {
         "name": label,
@@ -324,6 +327,17 @@ def markdown(res: dict) -> str:
         f"(1 min) {res['load_start']} at the start, {res['load_end']} at the end; the machine is "
         "shared with other jobs, so wall times move with their load.",
     ]
+    if "scaled" in res:
+        sc, sr = res["scaled"], res["scaled_rerun"]
+        lines += [
+            "",
+            f"At scale {res['scale']:g} (the demo CRM {res['scale']:g} times over, "
+            f"`{res['scaled_source']}`): {sc['reports']} reports, warm kernels, "
+            f"{sc['wall_s']:.1f} s ({sc['wall_s'] / sc['reports']:.2f} s a report, median "
+            f"{sc['per_report_median_s']:.2f} s per worker), peak {sc['peak_mb']:.0f} MB, "
+            f"{sc['failed']} failed; unchanged rerun {sr['wall_s']:.1f} s "
+            f"({sr['reused']} of {sr['reports']} reused).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -334,6 +348,12 @@ def main() -> None:
     parser.add_argument("--as-of", default="2026-11-05")
     parser.add_argument("--naive-n", type=int, default=6)
     parser.add_argument("--jobs", type=int, default=None)
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=10,
+        help="also render the month of the demo CRM at this scale, warm and rerun (0: skip)",
+    )
     args = parser.parse_args()
     if not (ROOT / args.source).exists():
         subprocess.run(
@@ -357,6 +377,14 @@ def main() -> None:
     res["roles"] = {role: sum(r == role for r, _ in plan) for role in roles}
     print(f"naive loop on {args.naive_n} reports ...", file=sys.stderr)
     res["naive"] = naive(args, plan)
+    if args.scale:
+        from cube import ensure_data  # bench/cube.py: the same file the cube bench times
+
+        scaled = str(ensure_data(args.scale).relative_to(ROOT))
+        print(f"ours, warm kernels, scale {args.scale:g} ...", file=sys.stderr)
+        res["scale"], res["scaled_source"] = args.scale, scaled
+        res["scaled"] = ours(args, "scaled", "--force", source=scaled, work="scaled")
+        res["scaled_rerun"] = ours(args, "scaled rerun", source=scaled, work="scaled")
     res["load_end"] = load()
 
     (RESULTS / "render.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
