@@ -150,6 +150,8 @@ class _Table:
     cols: dict[str, ibis.Value]
     absent: list[str]
     checks: dict[str, _Check] = field(default_factory=dict)
+    joined: ibis.Table | None = None
+    """``raw`` left-joined to the key sets its references look up (``missing_in``)."""
 
     @property
     def t(self) -> SimpleNamespace:
@@ -158,6 +160,26 @@ class _Table:
 
     def canonical(self) -> ibis.Table:
         return self.raw.select(**self.cols)
+
+    @property
+    def rows(self) -> ibis.Table:
+        """The relation the checks count over: ``raw``, with its reference lookups."""
+        return self.raw if self.joined is None else self.joined
+
+    def look_up(self, column: str, keys: ibis.Table, key: str) -> str:
+        """Join the distinct ``keys[key]`` to the rows on ``column``; the name of the match.
+
+        A left join, not ``NOT IN (subquery)``, which PostgreSQL rescans per row once the
+        keys outgrow ``work_mem``. Make every lookup before ``missing`` reads any of them.
+        """
+        alias = f"_found_{column}"
+        found = keys.select(**{alias: keys[key]}).distinct()
+        self.joined = self.rows.left_join(found, self.cols[column] == found[alias])
+        return alias
+
+    def missing(self, column: str, alias: str) -> ibis.Value:
+        """Rows whose ``column`` is set but found no key in the lookup ``alias``."""
+        return self.cols[column].notnull() & self.joined[alias].isnull()
 
     def add(self, name: str, kind: str, column, problem: str, condition, show=()) -> None:
         shown = [c for c in dict.fromkeys(show) if c and c in self.raw.columns]
@@ -201,7 +223,7 @@ def check_tables(con, raw: dict[str, ibis.Table], location: str, fx, as_of) -> S
     accounting: list[dict] = []
     if counts.get("activities", {}).get("type_unknown"):
         tab = tables["activities"]
-        odd = tab.raw.filter(tab.checks["type_unknown"].condition).select("activity_type")
+        odd = tab.rows.filter(tab.checks["type_unknown"].condition).select("activity_type")
         values = sorted(odd.distinct().limit(SAMPLE).to_pandas()["activity_type"].astype(str))
         findings.append(
             Finding(
@@ -235,7 +257,7 @@ def check_tables(con, raw: dict[str, ibis.Table], location: str, fx, as_of) -> S
                 )
         rows = tab.raw
         if any(check.kind == "quarantine" and c[key] for key, check in tab.checks.items()):
-            rows = rows.filter(~tab.quarantined())
+            rows = tab.rows.filter(~tab.quarantined())
         if list(tab.cols) == rows.columns and all(
             expr.equals(rows[column]) for column, expr in tab.cols.items()
         ):
@@ -264,32 +286,48 @@ def _count_checks(con, raw: dict[str, ibis.Table], untidy: dict, location: str, 
         if spec.name in raw
     }
     canonical = {name: tab.canonical() for name, tab in tables.items()}
-    for table, column, target, key in REFERENCES:
-        if table in tables and target in tables and column not in tables[table].absent:
+    hard = [r for r in REFERENCES if r[0] in tables and r[2] in tables]
+    soft = [r for r in SOFT_REFERENCES if r[0] in tables and r[2] in tables]
+    found: dict[tuple[str, str], str] = {}
+    for table, column, target, key, *_ in [*hard, *soft]:
+        if column not in tables[table].absent:
+            found[table, column] = tables[table].look_up(column, canonical[target], key)
+    quarantine = [
+        (rule, tables[rule.table], holds(rule.test(tables[rule.table].t)))
+        for rule in QUARANTINE_RULES
+        if rule.table in tables
+    ]
+    if "stage_history" in tables:
+        gone = ibis.literal(False)
+        for rule, _, condition in quarantine:
+            if rule.table == "opportunities":
+                gone = gone | condition
+        kept = canonical["opportunities"].filter(~gone)
+        found["stage_history", "opportunity_id"] = tables["stage_history"].look_up(
+            "opportunity_id", kept, "opportunity_id"
+        )
+    for table, column, target, key in hard:
+        if (table, column) in found:
             tab = tables[table]
             tab.add(
                 f"ref_{column}",
                 "error",
                 column,
                 f"refers to a {key} that is not in '{target}'",
-                tab.cols[column].notnull() & ~tab.cols[column].isin(canonical[target][key]),
+                tab.missing(column, found[table, column]),
                 [tab.spec.key, column],
             )
-    for table, column, target, key, message in SOFT_REFERENCES:
-        if table in tables and target in tables and column not in tables[table].absent:
+    for table, column, _, _, message in soft:
+        if (table, column) in found:
             tab = tables[table]
-            condition = tab.cols[column].notnull() & ~tab.cols[column].isin(canonical[target][key])
+            condition = tab.missing(column, found[table, column])
             tab.add(f"soft_{column}", "warning", column, message, condition)
-    for rule in QUARANTINE_RULES:
-        if rule.table in tables:
-            tab = tables[rule.table]
-            first = holds(rule.test(tab.t)) & ~tab.quarantined()  # counted under one rule
-            tab.add(f"q_{rule.column}", "quarantine", rule.column, rule.message, first)
+    for rule, tab, condition in quarantine:
+        first = condition & ~tab.quarantined()  # counted under one rule
+        tab.add(f"q_{rule.column}", "quarantine", rule.column, rule.message, first)
     if "stage_history" in tables:
-        opps = tables["opportunities"]
-        kept = canonical["opportunities"].filter(~opps.quarantined())
         sh = tables["stage_history"]
-        orphan = ~sh.cols["opportunity_id"].isin(kept.opportunity_id)
+        orphan = sh.missing("opportunity_id", found["stage_history", "opportunity_id"])
         sh.add("q_orphan", "quarantine", "opportunity_id", _ORPHAN_HISTORY, orphan)
     today = _today(as_of)
     for name, tab in tables.items():
@@ -454,15 +492,15 @@ def _finite(tab: _Table, column: str, value: ibis.Value) -> ibis.Value:
 
 def _counts_query(tab: _Table) -> ibis.Table:
     """Every check of the table counted in one aggregate query (one scan)."""
-    aggs = {"rows": tab.raw.count()}
+    aggs = {"rows": tab.rows.count()}
     for key, check in tab.checks.items():
         if isinstance(check.condition, ibis.expr.types.BooleanScalar):  # a constant: all or none
-            aggs[key] = tab.raw.count() * ibis.ifelse(holds(check.condition), 1, 0)
+            aggs[key] = tab.rows.count() * ibis.ifelse(holds(check.condition), 1, 0)
         elif check.condition.type().is_boolean():
             aggs[key] = holds(check.condition).sum()
         else:
             aggs[key] = check.condition
-    return tab.raw.aggregate(**aggs)
+    return tab.rows.aggregate(**aggs)
 
 
 def _as_counts(result: pd.DataFrame) -> dict[str, int]:
@@ -481,7 +519,7 @@ def _raise_errors(tab: _Table, counts: dict[str, int], local: bool) -> None:
             continue
         if key == "dup":
             _raise_duplicates(tab)
-        rows = tab.raw.filter(check.condition).select(*check.show).limit(SAMPLE).to_pandas()
+        rows = tab.rows.filter(check.condition).select(*check.show).limit(SAMPLE).to_pandas()
         raise DataError(
             tab.spec.name,
             check.problem,
