@@ -356,7 +356,7 @@ def _assemble(
             "denominator": stacked(lambda name: values[name][2]),
             "target": stacked(target),
         }
-    )
+    )[CUBE_COLUMNS]
 
 
 def _str_column(values, positions: np.ndarray) -> pd.Series:

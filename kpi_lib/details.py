@@ -102,9 +102,6 @@ def open_deals_table(
     ).fillna(False)
     days = (opps.loc[won, "closed_at"] - opps.loc[won, "created_at"]).dt.total_seconds() / 86400
     open_ = _open_at(opps, at)
-    has_expected = "expected_close_at" in open_ and src.has_column(
-        "opportunities", "expected_close_at"
-    )
     out = pd.DataFrame(
         {
             "opportunity_id": open_["opportunity_id"].astype(str),
@@ -114,12 +111,8 @@ def open_deals_table(
             "stage": _stage_at(src, open_, at),
             "amount": open_["amount"].astype("float64"),
             "created_at": open_["created_at"],
-            "expected_close_at": (
-                pd.to_datetime(open_["expected_close_at"], format="mixed")
-                if has_expected
-                else pd.Series(pd.NaT, index=open_.index, dtype="datetime64[us]")
-            ),
-            "cycle_company": days.mean() if len(days) else float("nan"),
+            "expected_close_at": open_["expected_close_at"],  # all NaT when the source has none
+            "cycle_company": days.mean(),
             "cycle_team": team[open_.index].map(days.groupby(team[won]).mean()),
             "cycle_rep": owner[open_.index].map(days.groupby(owner[won]).mean()),
         }

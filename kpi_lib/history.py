@@ -32,7 +32,6 @@ Example
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -385,21 +384,7 @@ def with_derived_history(src: Source, history_dir: str | Path = DEFAULT_HISTORY_
             "rows": len(derived),
         },
     ]
-    if src._tables is not None:  # an embedded DuckDB (a DuckDB file): the rows go in there too
-        src.con.create_table("derived_stage_history", derived, overwrite=True)
-        return dataclasses.replace(
-            src,
-            accounting=accounting,
-            _tables={**src._tables, "stage_history": src.con.table("derived_stage_history")},
-            _fingerprint=None,
-        )
-    return dataclasses.replace(
-        src,
-        frames={**src.frames, "stage_history": derived},
-        accounting=accounting,
-        _con=None,
-        _fingerprint=None,
-    )
+    return src.with_table("stage_history", derived, accounting)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ Three outcomes for a problem in the data:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import warnings
 from collections.abc import Callable
@@ -147,6 +148,23 @@ class Source:
                     digest.update(pd.util.hash_pandas_object(df, index=False).values.tobytes())
             self._fingerprint = digest.hexdigest()[:16]
         return self._fingerprint
+
+    def with_table(self, name: str, df: pd.DataFrame, accounting: list[dict]) -> Source:
+        """This source with the canonical table ``name`` given by ``df`` (added or replaced).
+
+        The frames of a frames source; a new table of the embedded DuckDB of a DuckDB file. A
+        warehouse is never written to: ``SourceError``.
+        """
+        if self.is_remote:
+            raise SourceError(f"{self.location}: a warehouse source takes no local table")
+        if self._tables is None:
+            frames = {**self.frames, name: df}
+            return dataclasses.replace(
+                self, frames=frames, accounting=accounting, _con=None, _fingerprint=None
+            )
+        self.con.create_table(f"added_{name}", df, overwrite=True)
+        tables = {**self._tables, name: self.con.table(f"added_{name}")}
+        return dataclasses.replace(self, accounting=accounting, _tables=tables, _fingerprint=None)
 
     def has_column(self, table: str, column: str) -> bool:
         """Whether the source provides ``table.column`` (absent optional columns are all null)."""

@@ -18,6 +18,7 @@ name them in the ``DataError``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -118,9 +119,8 @@ def load_duckdb_file(path: Path, fx: dict | None, as_of=None) -> Source:
             con.create_table(name, expr)
     finally:
         con.raw_sql("DETACH crm")
-    src._tables = {name: con.table(name) for name in src._tables}
-    src._embedded = True
-    return src
+    copies = {name: con.table(name) for name in src._tables}
+    return dataclasses.replace(src, _tables=copies, _embedded=True)
 
 
 # ---------------------------------------------------------------------------------------------

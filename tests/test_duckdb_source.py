@@ -160,3 +160,19 @@ def test_a_file_that_is_not_a_duckdb_database_is_a_source_error(tmp_path, capsys
     path.write_text("not a database")
     code, output = run(["validate", "--source", str(path)], capsys)
     assert code == 2 and "cannot open as a DuckDB database" in output, output
+
+
+def test_a_local_table_goes_into_a_duckdb_files_copy_but_never_into_a_warehouse(
+    tmp_path, demo_tables
+):
+    from kpi_lib.errors import SourceError
+
+    path = to_duckdb(None, tmp_path / "crm.duckdb", demo_tables)
+    history = demo_tables["stage_history"].head(3)
+    src = kpi_lib.load_source(path)
+    added = src.with_table("stage_history", history, src.accounting)
+    assert int(added.table("stage_history").count().to_pandas()) == 3
+    assert int(src.table("stage_history").count().to_pandas()) == len(demo_tables["stage_history"])
+    warehouse = kpi_lib.load_source(f"duckdb://{path}")
+    with pytest.raises(SourceError, match="takes no local table"):
+        warehouse.with_table("stage_history", history, warehouse.accounting)
