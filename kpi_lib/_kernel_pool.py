@@ -23,6 +23,7 @@ Example
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -145,9 +146,20 @@ class WarmKernel:
         self.needs_restart = False
         self.starts = 0
         self.reports = 0
+        self._socket_dir: str | None = None
 
     def start(self, cwd: str | None = None) -> None:
-        """Start the kernel and import what every report imports."""
+        """Start the kernel and import what every report imports; a start that fails is tried
+        once more (a kernel can die before its first reply on a loaded machine)."""
+        try:
+            self._start_once(cwd)
+        except Exception:  # noqa: BLE001 - retried once; a second failure propagates
+            self.shutdown()
+            self._start_once(cwd)
+
+    def _start_once(self, cwd: str | None) -> None:
+        import tempfile
+
         import nbformat
         from nbclient import NotebookClient
 
@@ -157,9 +169,15 @@ class WarmKernel:
             startup_timeout=int(self.startup_timeout),
         )
         client.km = client.create_kernel_manager()
+        # Unix sockets in a private directory, not TCP ports: kernels started at the same
+        # moment by sibling workers cannot race for a port, and nothing listens on the network.
+        self._socket_dir = tempfile.mkdtemp(prefix="kpi-kernel-")
+        client.km.transport = "ipc"
+        client.km.ip = os.path.join(self._socket_dir, "k")
+        self.km = client.km
         client.start_new_kernel(cwd=cwd)
         client.start_new_kernel_client()
-        self.km, self.kc = client.km, client.kc
+        self.kc = client.kc
         self.starts += 1
         self.needs_restart = False
         self._run(WARM_UP_CODE, timeout=max(self.startup_timeout, 120.0))
@@ -182,6 +200,9 @@ class WarmKernel:
                     run_sync(km.cleanup_resources)()
                 except Exception:  # noqa: BLE001
                     pass
+            if self._socket_dir is not None:
+                shutil.rmtree(self._socket_dir, ignore_errors=True)
+                self._socket_dir = None
 
     def is_alive(self) -> bool:
         from jupyter_core.utils import run_sync

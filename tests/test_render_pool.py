@@ -309,3 +309,56 @@ def test_a_rerun_renders_nothing_unchanged_and_a_data_change_renders_only_what_s
 
     fourth, rendered = render(force=True)
     assert len(rendered) == len(first.reports)
+
+
+# ---------------------------------------------------------------------------------------------
+# Starting a warm kernel
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_kernel_that_dies_on_its_first_start_is_started_again_and_talks_over_unix_sockets(
+    tmp_path, monkeypatch
+):
+    """A kernelspec whose first process exits before replying (as a kernel starved at startup
+    does): the warm kernel starts a second one and runs code on it. Its channels are Unix
+    sockets in a private directory, gone after shutdown, so sibling workers cannot race for a
+    TCP port."""
+    import sys
+
+    from kpi_lib._kernel_pool import WarmKernel
+
+    marker = tmp_path / "died-once"
+    launcher = tmp_path / "flaky_kernel.py"
+    launcher.write_text(
+        "import pathlib, sys\n"
+        f"marker = pathlib.Path({str(marker)!r})\n"
+        "if not marker.exists():\n"
+        "    marker.touch()\n"
+        "    sys.exit(1)\n"
+        "from ipykernel import kernelapp\n"
+        "kernelapp.launch_new_instance()\n"
+    )
+    spec = tmp_path / "jupyter" / "kernels" / "flaky"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, str(launcher), "-f", "{connection_file}"],
+                "display_name": "dies on its first start",
+                "language": "python",
+            }
+        )
+    )
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+
+    kernel = WarmKernel("flaky", startup_timeout=30)
+    try:
+        kernel.start(str(tmp_path))
+        assert marker.exists() and kernel.starts == 1 and kernel.is_alive()
+        kernel.ready(str(tmp_path))
+        socket_dir = Path(kernel.km.ip).parent
+        assert kernel.km.transport == "ipc"
+        assert sorted(p.name for p in socket_dir.iterdir()) == [f"k-{i}" for i in range(1, 6)]
+    finally:
+        kernel.shutdown()
+    assert not socket_dir.exists()
