@@ -6,7 +6,7 @@ teams and the company, and the registry's expressions turn them into KPIs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import ibis
@@ -18,7 +18,7 @@ from ibis import _
 
 from kpi_lib._paths import project_path
 from kpi_lib.errors import ParamsError
-from kpi_lib.measures import Window, compute_measures
+from kpi_lib.measures import Window, measure_frames
 from kpi_lib.periods import Period, parse_as_of, parse_periods
 from kpi_lib.registry import HIDDEN, REGISTRY, Count, Derived, Kpi, Ratio, ratio
 from kpi_lib.sources import Source, load_source
@@ -124,11 +124,12 @@ def compute_cube(
 
     probabilities = {**config["stage_probabilities"], **src.settings.get("stage_probabilities", {})}
     order = stage_order(src)
-    measures = compute_measures(src, window, probabilities, order)
-    grid = _rollup(src, measures, window_periods)
-    values, unavailable, target_series = _evaluate(
-        src, grid, window_periods, target_set, config, order
-    )
+    frames = measure_frames(src, window, probabilities, order)  # running in the database
+    index = _grid_index(src, window_periods)
+    grain = window_periods[0].grain
+    target_series = {kpi: target_set.series(kpi, index, grain) for kpi in target_set.kpis}
+    grid = _rollup(src, frames, index, window_periods)
+    values, unavailable = _evaluate(src, grid, window_periods, target_series, config, order)
     cube = _assemble(values, target_series, wanted, unavailable)
     cube.attrs["unavailable"] = unavailable
     cube.attrs["findings"] = [str(f) for f in src.findings] + notes
@@ -165,39 +166,12 @@ def scope_rows(src: Source) -> pd.DataFrame:
     )
 
 
-def _rollup(src: Source, measures: pd.DataFrame, periods: list[Period]) -> pd.DataFrame:
-    """Measures per (scope, scope_id, period_start), one column per measure, 0 where no rows.
-
-    ``measures`` is ``compute_measures``' frame: rows of a rep count for the rep, its team and
-    the company; rows of a team (spend) for the team and the company; rows of nobody for the
-    company only.
-    """
-    rep_team = src.frame("reps").set_index("rep_id")["team_id"].astype("string")
-    m = measures.copy()
-    m["team_id"] = m["team_id"].fillna(m["rep_id"].map(rep_team))
-    columns = [c for c in m.columns if c not in ("period_start", "rep_id", "team_id")]
-    parts = [
-        m.groupby("period_start")[columns].sum().assign(scope="company", scope_id="all"),
-        m.dropna(subset=["team_id"])
-        .groupby(["team_id", "period_start"])[columns]
-        .sum()
-        .reset_index("team_id")
-        .rename(columns={"team_id": "scope_id"})
-        .assign(scope="team"),
-        m.dropna(subset=["rep_id"])
-        .groupby(["rep_id", "period_start"])[columns]
-        .sum()
-        .reset_index("rep_id")
-        .rename(columns={"rep_id": "scope_id"})
-        .assign(scope="rep"),
-    ]
-    wide = pd.concat(parts).reset_index()
-    wide["period_start"] = pd.to_datetime(wide["period_start"]).astype("datetime64[ns]")
-    wide["scope_id"] = wide["scope_id"].astype(str)
-    wide = wide.set_index(["scope", "scope_id", "period_start"])[columns]
+def _grid_index(src: Source, periods: list[Period]) -> pd.MultiIndex:
+    """``(scope, scope_id, period_start)`` of every scope (``scope_rows`` order) x period; the
+    periods of one scope are consecutive, oldest first."""
     scopes = scope_rows(src)
     starts = pd.DatetimeIndex([p.start for p in periods]).astype("datetime64[ns]")
-    full = pd.MultiIndex.from_arrays(
+    return pd.MultiIndex.from_arrays(
         [
             np.repeat(scopes["scope"].to_numpy(), len(starts)),
             np.repeat(scopes["scope_id"].to_numpy(), len(starts)),
@@ -205,7 +179,42 @@ def _rollup(src: Source, measures: pd.DataFrame, periods: list[Period]) -> pd.Da
         ],
         names=["scope", "scope_id", "period_start"],
     )
-    return wide.reindex(full).fillna(0.0)
+
+
+def _rollup(
+    src: Source, frames: Iterable[pd.DataFrame], index: pd.MultiIndex, periods: list[Period]
+) -> pd.DataFrame:
+    """Measures over ``index`` (``_grid_index``), one column per measure, 0 where no rows.
+
+    ``frames`` are ``measure_frames``' results: a row of a rep counts for the rep, its team and
+    the company; a row of a team (spend) for the team and the company; a row of neither for the
+    company only. Each frame is added in as it arrives, while the database computes the next.
+    """
+    teams = pd.Index(src.frame("teams")["team_id"].astype(str))
+    reps = src.frame("reps")
+    rep_ids = pd.Index(reps["rep_id"].astype(str))
+    rep_team = teams.get_indexer(reps["team_id"].astype("string").fillna("\0"))  # -1: no team
+    starts = pd.DatetimeIndex([p.start for p in periods]).astype("datetime64[us]")
+    n_periods, size = len(starts), len(index)
+    sums: dict[str, np.ndarray] = {}
+    for df in frames:
+        period = starts.get_indexer(df["period_start"])
+        rep = rep_ids.get_indexer(df["rep_id"]) if "rep_id" in df else np.full(len(df), -1)
+        team = teams.get_indexer(df["team_id"]) if "team_id" in df else np.full(len(df), -1)
+        team = np.where((team < 0) & (rep >= 0), rep_team[np.maximum(rep, 0)], team)
+        at_team, at_rep = np.flatnonzero(team >= 0), np.flatnonzero(rep >= 0)
+        row = np.concatenate(  # company row 0, then the teams, then the reps
+            [np.zeros(len(df), dtype=np.intp), 1 + team[at_team], 1 + len(teams) + rep[at_rep]]
+        )
+        source_row = np.concatenate([np.arange(len(df)), at_team, at_rep])
+        cell = row * n_periods + np.concatenate([period, period[at_team], period[at_rep]])
+        known = period[source_row] >= 0
+        cell, source_row = cell[known], source_row[known]
+        for column in df.columns.drop(["period_start", "rep_id", "team_id"], errors="ignore"):
+            weights = df[column].to_numpy(dtype="float64")[source_row]
+            total = np.bincount(cell, weights=weights, minlength=size)
+            sums[column] = sums[column] + total if column in sums else total
+    return pd.DataFrame(sums, index=index)
 
 
 def _missing(src: Source, need: str) -> str | None:
@@ -226,18 +235,20 @@ def _evaluate(
     src: Source,
     grid: pd.DataFrame,
     periods: list[Period],
-    targets: Targets,
+    target_series: dict[str, pd.Series],
     config: dict,
     stage_order: list[str],
 ):
-    """Every KPI's value, numerator and denominator over the grid, and the unavailable ones."""
+    """Every KPI's value, numerator and denominator over the grid, and the unavailable ones.
+
+    ``grid`` is indexed by ``_grid_index``: each scope's periods consecutive, oldest first, so
+    a value ``k`` periods back is ``k`` rows back within the scope's block.
+    """
     index = grid.index
-    months = periods[0].months
+    months, n_periods = periods[0].months, len(periods)
     nan = pd.Series(np.nan, index=index)
     values: dict[str, tuple[pd.Series, pd.Series, pd.Series]] = {}
     unavailable: dict[str, str] = {}
-
-    target_series = {kpi: targets.series(kpi, index, periods[0].grain) for kpi in targets.kpis}
 
     def measure(name: str) -> pd.Series:
         return grid[name] if name in grid else pd.Series(0.0, index=index)
@@ -249,12 +260,16 @@ def _evaluate(
             series = target_series.get(name.split(":", 1)[1], nan)
         else:
             series = values[name][0]
-        offset = 12 if year_ago else -shift * months
-        if offset == 0:
+        back = 12 // months if year_ago else -shift
+        if back == 0:
             return series
-        moved = series.copy()
-        moved.index = index.set_levels(index.levels[2] + pd.DateOffset(months=offset), level=2)
-        return moved.reindex(index)
+        blocks = series.to_numpy(dtype="float64").reshape(-1, n_periods)
+        moved = np.full_like(blocks, np.nan)
+        if 0 < back < n_periods:
+            moved[:, back:] = blocks[:, :-back]
+        elif -n_periods < back < 0:
+            moved[:, :back] = blocks[:, -back:]
+        return pd.Series(moved.ravel(), index=index)
 
     stages = {c.split(":", 1)[1] for c in grid.columns if c.startswith("stage_exits:")}
     order = [s for s in stage_order if s in stages] + sorted(stages - set(stage_order))
@@ -291,7 +306,7 @@ def _evaluate(
         ]
         in_scope = index.get_level_values("scope").isin(scopes)
         values[name] = tuple(pd.Series(np.where(in_scope, s, np.nan), index=index) for s in result)
-    return values, unavailable, target_series
+    return values, unavailable
 
 
 def _for_stage(expr: Ratio, stage: str) -> Ratio:

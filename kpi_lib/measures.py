@@ -5,7 +5,8 @@ additive over reps, so it is computed once at the finest grain (period x rep, or
 for spend) and rolled up to teams and the company afterwards. Only these aggregates leave the
 database, never raw rows.
 
-One row of the result: ``period_start, rep_id, team_id`` and one column per measure.
+``measure_frames`` starts every query at once and hands back each result as it is ready, so the
+cube rolls up one while the database computes the next.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import ibis
 import pandas as pd
 from ibis import _
 
-from kpi_lib._queries import fetch_all
+from kpi_lib._queries import fetch_each
 from kpi_lib.periods import Period
 from kpi_lib.sources import Source
 
@@ -72,51 +73,48 @@ class Window:
         )
 
 
-def compute_measures(
+def measure_frames(
     src: Source,
     window: Window,
     stage_probabilities: dict[str, float] | None = None,
     stage_order: list[str] | None = None,
-) -> pd.DataFrame:
-    """All measures the source supports, for every period of ``window``.
+) -> Iterator[pd.DataFrame]:
+    """Start every measure query the source supports; iterate for their results.
 
-    ``stage_order`` breaks ties between stage_history rows entered at the same instant (a CRM
-    that records skipped stages at once): the later stage in pipeline order counts as entered
-    last, on every engine alike.
+    The queries run in the database while the caller goes on (``fetch_each``); each frame is
+    yielded as soon as its query is done. ``stage_order`` breaks ties between stage_history rows
+    entered at the same instant (a CRM that records skipped stages at once): the later stage in
+    pipeline order counts as entered last, on every engine alike.
 
-    Returns
-    -------
+    Yields
+    ------
     DataFrame
-        One row per period x rep (``team_id`` null), period x team (spend; ``rep_id`` null) or
-        period x nobody (both null: company-only figures), one float column per measure (0 where
-        a query has no row for the key).
+        One per query with rows: ``period_start``, then ``rep_id`` (per period x rep),
+        ``team_id`` (per period x team: spend) or neither (company-only figures), then one float
+        column per measure of that query.
 
     Example
     -------
     >>> w = Window(tuple(parse_periods("2026-09:2026-10")), parse_as_of("2026-11-28"))  # doctest: +SKIP
-    >>> compute_measures(load_source("data/demo.duckdb"), w)[["rep_id", "won_amount"]]  # doctest: +SKIP
+    >>> frames = list(measure_frames(load_source("data/demo.duckdb"), w))                # doctest: +SKIP
+    >>> frames[1][["period_start", "rep_id", "won_amount"]]                               # doctest: +SKIP
     """
     ranks = {stage: i for i, stage in enumerate(stage_order or [])}
     queries = list(_measure_queries(src, window, stage_probabilities or {}, ranks))
-    frames = [
-        q.finish(df)
-        for q, df in zip(queries, fetch_all(src.con, [q.expr for q in queries]), strict=True)
-        if len(df)
-    ]
-    keys = ["period_start", "rep_id", "team_id"]
-    if not frames:
-        return pd.DataFrame(columns=keys)
-    for df in frames:
-        for column in ("rep_id", "team_id"):
-            if column not in df:
-                df[column] = None
-        df["period_start"] = pd.to_datetime(df["period_start"]).astype("datetime64[us]")
-    wide = pd.concat(frames, ignore_index=True)
-    for column in ("rep_id", "team_id"):
-        wide[column] = wide[column].astype("string")
-    measures = [c for c in wide.columns if c not in keys]
-    wide[measures] = wide[measures].astype("float64")
-    return wide.groupby(keys, dropna=False, as_index=False, sort=False)[measures].sum()
+    results = fetch_each(src.con, [q.expr for q in queries])
+    return (_tidy(q.finish(df)) for q, df in zip(queries, results, strict=True))
+
+
+def _tidy(df: pd.DataFrame) -> pd.DataFrame:
+    """Keys as ``datetime64[us]`` and strings, measures as floats (0 for a null sum)."""
+    keys = [c for c in ("period_start", "rep_id", "team_id") if c in df]
+    out = df[keys].copy()
+    out["period_start"] = pd.to_datetime(out["period_start"]).astype("datetime64[us]")
+    for column in keys[1:]:
+        out[column] = out[column].astype("string")
+    for column in df.columns.difference(keys, sort=False):
+        out[column] = df[column].astype("float64").fillna(0.0)
+    return out
 
 
 @dataclass(frozen=True)
