@@ -125,9 +125,12 @@ def compute_cube(
     probabilities = {**config["stage_probabilities"], **src.settings.get("stage_probabilities", {})}
     order = stage_order(src)
     frames = measure_frames(src, window, probabilities, order)  # running in the database
-    index = _grid_index(src, window_periods)
-    grain = window_periods[0].grain
-    target_series = {kpi: target_set.series(kpi, index, grain) for kpi in target_set.kpis}
+    scopes = scope_rows(src)
+    index = _grid_index(scopes, window_periods)
+    target_series = {
+        kpi: pd.Series(target_set.series(kpi, scopes, window_periods), index=index)
+        for kpi in target_set.kpis
+    }
     grid = _rollup(src, frames, index, window_periods)
     values, unavailable = _evaluate(src, grid, window_periods, target_series, config, order)
     cube = _assemble(values, target_series, wanted, unavailable)
@@ -166,10 +169,9 @@ def scope_rows(src: Source) -> pd.DataFrame:
     )
 
 
-def _grid_index(src: Source, periods: list[Period]) -> pd.MultiIndex:
-    """``(scope, scope_id, period_start)`` of every scope (``scope_rows`` order) x period; the
+def _grid_index(scopes: pd.DataFrame, periods: list[Period]) -> pd.MultiIndex:
+    """``(scope, scope_id, period_start)`` of every scope (``scope_rows``) x period; the
     periods of one scope are consecutive, oldest first."""
-    scopes = scope_rows(src)
     starts = pd.DatetimeIndex([p.start for p in periods]).astype("datetime64[ns]")
     return pd.MultiIndex.from_arrays(
         [

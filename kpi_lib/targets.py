@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -86,33 +87,36 @@ class Targets:
                 return rule["value"]
         return entry["defaults"].get(scope)
 
-    def series(self, kpi: str, index: pd.MultiIndex, grain: str) -> pd.Series:
-        """Targets of ``kpi`` over a ``(scope, scope_id, period_start)`` index; NaN where none.
+    def series(self, kpi: str, scopes: pd.DataFrame, periods: list[Period]) -> np.ndarray:
+        """Targets of ``kpi`` for every scope x period, NaN where none.
 
-        Scopes that no override names share their scope default, so each distinct
-        (scope, named id or not, period) is resolved once.
+        ``scopes`` has one row per scope (``scope``, ``scope_id``); the result is scope-major:
+        the targets of the first scope for every period, then of the next scope. Scopes that no
+        override names share their scope default, so each kind of scope (``team``, or a named
+        ``na-ent``) is resolved once per period.
+
+        Example
+        -------
+        >>> t = load_targets({"revenue": {"team": 10.0, "overrides": [{"scope_id": "b", "value": 5.0}]}})
+        >>> scopes = pd.DataFrame({"scope": ["team"] * 3, "scope_id": ["a", "b", "c"]})
+        >>> t.series("revenue", scopes, [Period.parse("2026-01"), Period.parse("2026-Q1")])
+        array([10., 30.,  5., 15., 10., 30.])
         """
         named = {
             r["scope_id"]
             for r in self.entries.get(kpi, {"overrides": []})["overrides"]
             if "scope_id" in r
         }
-        keys = pd.DataFrame(
-            {
-                "scope": index.get_level_values(0),
-                "scope_id": index.get_level_values(1).where(
-                    index.get_level_values(1).isin(list(named)), ""
-                ),
-                "start": index.get_level_values(2),
-            }
-        )
-        distinct = keys.drop_duplicates()
-        distinct["target"] = [
-            self.resolve(kpi, Period(pd.Timestamp(start), grain), scope, scope_id or None)
-            for scope, scope_id, start in distinct.itertuples(index=False)
-        ]
-        found = keys.merge(distinct, on=["scope", "scope_id", "start"], how="left")["target"]
-        return pd.Series(found.to_numpy(dtype="float64"), index=index)
+        ids = scopes["scope_id"].where(scopes["scope_id"].isin(list(named)), "")
+        codes, kinds = pd.MultiIndex.from_arrays([scopes["scope"], ids]).factorize()
+        table = np.array(
+            [
+                [self.resolve(kpi, period, scope, scope_id or None) for period in periods]
+                for scope, scope_id in kinds
+            ],
+            dtype="float64",
+        ).reshape(len(kinds), len(periods))
+        return table[codes].ravel()
 
     def scope_ids(self) -> set[str]:
         """Every scope_id an override names (checked against the data by the cube)."""
