@@ -377,9 +377,9 @@ def _account_measures(src: Source, w: Window, o: ibis.Table) -> Iterator[_Query]
 def _stage_measures(w: Window, o: ibis.Table, history: ibis.Table) -> _Query:
     """Per stage: days spent and exits (forward or not) of stage visits that ended in the period."""
     closed = o.filter(o.is_closed & o.stage.notnull())
-    closed = closed.group_by("stage").aggregate(lost=(~closed.is_won).any()).to_pandas()
-    closed_stages = set(closed["stage"])
-    lost_stages = set(closed.loc[closed["lost"].astype(bool), "stage"])
+    closed_stages = closed.select(closed_stage="stage").distinct()
+    lost = closed.filter(~closed.is_won)
+    lost_stages = lost.select(lost_stage="stage").distinct()
     sh = history.filter(history.entered_at < w.as_of)
     order = ibis.window(group_by="opportunity_id", order_by=["entered_at", "stage_rank"])
     visits = sh.mutate(
@@ -393,13 +393,10 @@ def _stage_measures(w: Window, o: ibis.Table, history: ibis.Table) -> _Query:
         won_known="won_known",
     )
     v = visits.join(deals, visits.opportunity_id == deals.deal_id)
-    if closed_stages:
-        v = v.filter(~v.stage.isin(sorted(closed_stages)))
+    v = v.filter(~v.stage.isin(closed_stages.closed_stage))  # a stage deals close in
     exit_at = ibis.coalesce(v.next_at, ibis.ifelse(v.closed_known, v.closed_at, ibis.null()))
     forward = ibis.ifelse(
-        v.next_at.notnull(),
-        ~v.next_stage.isin(sorted(lost_stages)) if lost_stages else ibis.literal(True),
-        v.won_known,
+        v.next_at.notnull(), ~v.next_stage.isin(lost_stages.lost_stage), v.won_known
     )
     v = v.mutate(exit_at=exit_at, forward=forward)
     v = v.filter(v.exit_at.notnull() & w.contains(v.exit_at))
