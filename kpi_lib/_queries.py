@@ -1,42 +1,71 @@
 """Run many Ibis queries on one backend, as fast as the backend allows.
 
-On DuckDB a second thread executes each query while the main thread compiles the next (DuckDB
-releases the GIL while it computes, and compiling an Ibis expression is pure Python); once all
-are compiled, the caller's thread is free for other work until it asks for the results. On any
-other backend the queries run one after the other, as the results are asked for.
+On DuckDB a worker thread executes the queries one after the other, in the order submitted,
+while the caller's thread compiles the next (DuckDB releases the GIL while it computes, and
+compiling an Ibis expression is pure Python) or does other work until it asks for a result. On
+any other backend a query runs when its result is asked for.
 
 Example
 -------
 >>> fetch_all(src.con, [t.count().as_table(), t.aggregate(n=t.count())])   # doctest: +SKIP
->>> results = fetch_each(src.con, exprs)   # every query started   # doctest: +SKIP
->>> for df in results: ...                 # each as soon as it is ready, in order
+>>> with Runner(src.con) as runner:                                        # doctest: +SKIP
+...     first = runner.submit(expr)    # running now
+...     second = runner.submit(other)  # runs next
+...     first()                        # the first result, once it is ready
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import ibis
 import pandas as pd
-import pyarrow as pa
+
+
+class Runner:
+    """Queries on one backend, each started when submitted (DuckDB) and read when called.
+
+    The connection is the worker's until the last result is read: the caller must not run
+    other queries on it meanwhile (a DuckDB connection runs one query at a time).
+    """
+
+    def __init__(self, backend):
+        self.backend = backend
+        self._pool = ThreadPoolExecutor(max_workers=1) if backend.name == "duckdb" else None
+
+    def submit(self, expr: ibis.Table) -> Callable[[], pd.DataFrame]:
+        """Start ``expr``; call the result for its DataFrame, typed by its Ibis schema."""
+        if self._pool is None:
+            return lambda: expr.to_pyarrow().to_pandas()
+        future = self._pool.submit(self._run, expr, self.backend.compile(expr), expr.schema())
+        return future.result
+
+    def _run(self, expr: ibis.Table, sql: str, schema: ibis.Schema) -> pd.DataFrame:
+        # The worker alone uses the connection: it registers the query's in-memory tables
+        # (periods, probabilities) itself, between two queries.
+        self.backend._run_pre_execute_hooks(expr)
+        table = self.backend.con.sql(sql).to_arrow_table()
+        return table.cast(schema.to_pyarrow()).to_pandas()
+
+    def close(self) -> None:
+        """No more queries: the worker still runs every query submitted, then exits."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def fetch_each(backend, exprs: list[ibis.Table]) -> Iterator[pd.DataFrame]:
-    """Start every query now; iterate for each result, a DataFrame typed by its Ibis schema,
-    in the order of ``exprs`` and as soon as it is ready."""
-    if backend.name != "duckdb":
-        return (expr.to_pyarrow().to_pandas() for expr in exprs)
-    for expr in exprs:  # in-memory tables (periods, probabilities) registered before any query runs
-        backend._run_pre_execute_hooks(expr)
-
-    def run(sql: str, schema: pa.Schema) -> pd.DataFrame:
-        return backend.con.sql(sql).to_arrow_table().cast(schema).to_pandas()
-
-    pool = ThreadPoolExecutor(max_workers=1)
-    futures = [pool.submit(run, backend.compile(expr), expr.schema().to_pyarrow()) for expr in exprs]
-    pool.shutdown(wait=False)  # the worker still runs every query submitted, then exits
-    return (future.result() for future in futures)
+    """Start every query now; iterate for each result in the order of ``exprs``, as soon as
+    it is ready."""
+    with Runner(backend) as runner:
+        results = [runner.submit(expr) for expr in exprs]
+    return (result() for result in results)
 
 
 def fetch_all(backend, exprs: list[ibis.Table]) -> list[pd.DataFrame]:

@@ -9,16 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import ibis
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import yaml
-from ibis import _
 
 from kpi_lib._paths import project_path
 from kpi_lib.errors import ParamsError
-from kpi_lib.measures import Window, measure_frames
+from kpi_lib.measures import Window, measure_frames, stage_positions
 from kpi_lib.periods import Period, parse_as_of, parse_periods
 from kpi_lib.registry import HIDDEN, REGISTRY, Count, Derived, Kpi, Ratio, ratio
 from kpi_lib.sources import Source, load_source
@@ -123,10 +121,9 @@ def compute_cube(
     window = Window(tuple(window_periods), as_of_end)
 
     probabilities = {**config["stage_probabilities"], **src.settings.get("stage_probabilities", {})}
-    order = stage_order(src)
-    frames = measure_frames(src, window, probabilities, order)  # running in the database
-    scopes = scope_rows(src)
+    scopes = scope_rows(src)  # teams and reps read before the connection is busy
     index = _grid_index(scopes, window_periods)
+    order, frames = measure_frames(src, window, probabilities)  # running in the database
     target_series = {
         kpi: pd.Series(target_set.series(kpi, scopes, window_periods), index=index)
         for kpi in target_set.kpis
@@ -320,18 +317,10 @@ def stage_order(src: Source, stages: Sequence[str] | None = None) -> list[str]:
 
     Example: ``['Prospecting', 'Discovery', 'Demo', 'Proposal', 'Negotiation']`` on the demo data.
     """
-    if not src.has("stage_history"):
+    positions = stage_positions(src)
+    if positions is None:
         return sorted(stages or [])
-    sh = src.table("stage_history")
-    position = ibis.row_number().over(group_by="opportunity_id", order_by=["entered_at", "stage"])
-    rank = (
-        sh.mutate(position=position)
-        .group_by("stage")
-        .aggregate(rank=_.position.mean())
-        .order_by(["rank", "stage"])
-        .to_pandas()
-    )
-    ordered = [s for s in rank["stage"] if stages is None or s in stages]
+    ordered = [s for s in positions.to_pandas()["stage"] if stages is None or s in stages]
     return ordered + sorted(set(stages or []) - set(ordered))
 
 

@@ -18,7 +18,7 @@ import ibis
 import pandas as pd
 from ibis import _
 
-from kpi_lib._queries import fetch_each
+from kpi_lib._queries import Runner
 from kpi_lib.periods import Period
 from kpi_lib.sources import Source
 
@@ -74,35 +74,59 @@ class Window:
 
 
 def measure_frames(
-    src: Source,
-    window: Window,
-    stage_probabilities: dict[str, float] | None = None,
-    stage_order: list[str] | None = None,
-) -> Iterator[pd.DataFrame]:
-    """Start every measure query the source supports; iterate for their results.
+    src: Source, window: Window, stage_probabilities: dict[str, float] | None = None
+) -> tuple[list[str], Iterator[pd.DataFrame]]:
+    """Start every measure query the source supports; the stage order and their results.
 
-    The queries run in the database while the caller goes on (``fetch_each``); each frame is
-    yielded as soon as its query is done. ``stage_order`` breaks ties between stage_history rows
-    entered at the same instant (a CRM that records skipped stages at once): the later stage in
-    pipeline order counts as entered last, on every engine alike.
+    The queries run in the database while the caller goes on (``Runner``); each frame is
+    yielded as soon as its query is done. The stage order (``stage_positions``) is asked for
+    first and breaks ties between stage_history rows entered at the same instant (a CRM that
+    records skipped stages at once): the later stage in pipeline order counts as entered last,
+    on every engine alike. The queries that do not need it are compiled while it runs.
 
-    Yields
-    ------
-    DataFrame
-        One per query with rows: ``period_start``, then ``rep_id`` (per period x rep),
-        ``team_id`` (per period x team: spend) or neither (company-only figures), then one float
-        column per measure of that query.
+    Returns
+    -------
+    list of str, iterator of DataFrame
+        The stages of stage_history in pipeline order, and one frame per query with rows:
+        ``period_start``, then ``rep_id`` (per period x rep), ``team_id`` (per period x team:
+        spend) or neither (company-only figures), then one float column per measure.
 
     Example
     -------
     >>> w = Window(tuple(parse_periods("2026-09:2026-10")), parse_as_of("2026-11-28"))  # doctest: +SKIP
-    >>> frames = list(measure_frames(load_source("data/demo.duckdb"), w))                # doctest: +SKIP
-    >>> frames[1][["period_start", "rep_id", "won_amount"]]                               # doctest: +SKIP
+    >>> order, frames = measure_frames(load_source("data/demo.duckdb"), w)              # doctest: +SKIP
+    >>> next(frames)[["period_start", "rep_id", "opportunities_created"]]               # doctest: +SKIP
     """
-    ranks = {stage: i for i, stage in enumerate(stage_order or [])}
-    queries = list(_measure_queries(src, window, stage_probabilities or {}, ranks))
-    results = fetch_each(src.con, [q.expr for q in queries])
-    return (_tidy(q.finish(df)) for q, df in zip(queries, results, strict=True))
+    # Every table expression is made before the first query starts: the connection is then
+    # the runner's (for a frames source, making one asks the connection for its schema).
+    opps = _known_opportunities(src, window)
+    queries = list(_measure_queries(src, window, opps))
+    positions = stage_positions(src)
+    sh = src.table("stage_history") if positions is not None else None
+    with Runner(src.con) as runner:
+        read_positions = runner.submit(positions) if positions is not None else None
+        started = [runner.submit(q.expr) for q in queries]
+        order = list(read_positions()["stage"]) if read_positions else []
+        history = _ranked_history(sh, order) if sh is not None else None
+        ranked = list(_ranked_queries(window, opps, stage_probabilities or {}, history))
+        started += [runner.submit(q.expr) for q in ranked]
+    frames = (_tidy(q.finish(read())) for q, read in zip([*queries, *ranked], started, strict=True))
+    return order, frames
+
+
+def stage_positions(src: Source) -> ibis.Table | None:
+    """Per stage of stage_history, ``position``: the mean place at which deals enter it (1 the
+    first stage a deal enters); ordered by it, then by name. None without stage_history."""
+    if not src.has("stage_history"):
+        return None
+    sh = src.table("stage_history")
+    place = ibis.row_number().over(group_by="opportunity_id", order_by=["entered_at", "stage"])
+    return (
+        sh.mutate(place=place)
+        .group_by("stage")
+        .aggregate(position=_.place.mean() + 1)
+        .order_by(["position", "stage"])
+    )
 
 
 def _tidy(df: pd.DataFrame) -> pd.DataFrame:
@@ -125,12 +149,9 @@ class _Query:
     finish: Callable[[pd.DataFrame], pd.DataFrame] = lambda df: df
 
 
-def _measure_queries(
-    src: Source, w: Window, probabilities: dict[str, float], ranks: dict[str, int]
-) -> Iterator[_Query]:
-    opps = _known_opportunities(src, w)
-    history = _ranked_history(src, ranks) if src.has("stage_history") else None
-    yield from _opportunity_measures(src, w, opps, probabilities, history)
+def _measure_queries(src: Source, w: Window, opps: ibis.Table) -> Iterator[_Query]:
+    """The measure queries that do not read the stage order."""
+    yield from _opportunity_measures(w, opps)
     yield _reps_active(src, w)
     if src.has("leads"):
         yield from _lead_measures(src, w, opps)
@@ -139,13 +160,20 @@ def _measure_queries(
     if src.has("spend"):
         yield _spend(src, w)
     yield from _account_measures(src, w, opps)
+
+
+def _ranked_queries(
+    w: Window, opps: ibis.Table, probabilities: dict[str, float], history: ibis.Table | None
+) -> Iterator[_Query]:
+    """The measure queries that read stage_history in pipeline order (``history``)."""
+    yield _pipeline(w, opps, probabilities, history)
     if history is not None:
         yield _stage_measures(w, opps, history)
 
 
-def _ranked_history(src: Source, ranks: dict[str, int]) -> ibis.Table:
-    """stage_history with ``stage_rank``, the stage's place in pipeline order (ties: by name)."""
-    sh = src.table("stage_history")
+def _ranked_history(sh: ibis.Table, order: list[str]) -> ibis.Table:
+    """stage_history with ``stage_rank``, the stage's place in pipeline ``order``."""
+    ranks = {stage: i for i, stage in enumerate(order)}
     rank = ibis.memtable(
         pd.DataFrame(
             {"rank_stage": list(ranks), "stage_rank": list(ranks.values())},
@@ -170,13 +198,7 @@ def _by_rep(t: ibis.Table, period_start: ibis.Value, rep: ibis.Value, **aggs) ->
     return _Query(t.group_by(period_start=period_start, rep_id=rep).aggregate(**aggs))
 
 
-def _opportunity_measures(
-    src: Source,
-    w: Window,
-    o: ibis.Table,
-    probabilities: dict[str, float],
-    history: ibis.Table | None,
-) -> Iterator[_Query]:
+def _opportunity_measures(w: Window, o: ibis.Table) -> Iterator[_Query]:
     created = o.filter(w.contains(o.created_at))
     yield _by_rep(
         created,
@@ -207,8 +229,6 @@ def _opportunity_measures(
         ],
     )
     yield _by_rep(start, start.period_start, start.owner_rep_id, open_at_start=start.count())
-
-    yield _pipeline(w, o, probabilities, history)
 
 
 def _pipeline(

@@ -435,9 +435,7 @@ def _untidy_counts(spec: TableSpec, t: ibis.Table) -> dict[str, ibis.Value]:
     form (lower case, a known type).
     """
     aggs = {
-        column: holds(
-            (t[column].ascii_str() <= 32) | (t[column].right(1).ascii_str() <= 32)
-        ).sum()
+        column: holds((t[column].ascii_str() <= 32) | (t[column].right(1).ascii_str() <= 32)).sum()
         for column, kind in spec.columns.items()
         if kind in ("id", "str") and column in t.columns and t[column].type().is_string()
     }
