@@ -17,7 +17,7 @@ Example
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import ibis
 import pandas as pd
@@ -33,12 +33,14 @@ class Runner:
     def __init__(self, backend):
         self.backend = backend
         self._pool = ThreadPoolExecutor(max_workers=1) if backend.name == "duckdb" else None
+        self._futures: list[Future] = []
 
     def submit(self, expr: ibis.Table) -> Callable[[], pd.DataFrame]:
         """Start ``expr``; call the result for its DataFrame, typed by its Ibis schema."""
         if self._pool is None:
             return lambda: expr.to_pyarrow().to_pandas()
         future = self._pool.submit(self._run, expr, self.backend.compile(expr), expr.schema())
+        self._futures.append(future)
         return future.result
 
     def _run(self, expr: ibis.Table, sql: str, schema: ibis.Schema) -> pd.DataFrame:
@@ -48,15 +50,31 @@ class Runner:
         table = self.backend.con.sql(sql).to_arrow_table()
         return table.cast(schema.to_pyarrow()).to_pandas()
 
+    def cancel(self) -> None:
+        """Drop the queries not started and wait for the one running: the connection is free."""
+        for future in self._futures:
+            future.cancel()
+        wait(self._futures)
+
     def close(self) -> None:
         """No more queries: the worker still runs every query submitted, then exits."""
         if self._pool is not None:
             self._pool.shutdown(wait=False)
 
+    def read(self, results: list[Callable[[], pd.DataFrame]]) -> Iterator[pd.DataFrame]:
+        """Each result in turn; when one fails or the reader stops early, ``cancel`` the rest."""
+        try:
+            for result in results:
+                yield result()
+        finally:
+            self.cancel()
+
     def __enter__(self) -> Runner:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, *_) -> None:
+        if kind is not None:  # the caller failed while queries were queued: stop them first
+            self.cancel()
         self.close()
 
 
@@ -65,7 +83,7 @@ def fetch_each(backend, exprs: list[ibis.Table]) -> Iterator[pd.DataFrame]:
     it is ready."""
     with Runner(backend) as runner:
         results = [runner.submit(expr) for expr in exprs]
-    return (result() for result in results)
+    return runner.read(results)
 
 
 def fetch_all(backend, exprs: list[ibis.Table]) -> list[pd.DataFrame]:

@@ -110,7 +110,9 @@ def measure_frames(
         history = _ranked_history(sh, order) if sh is not None else None
         ranked = list(_ranked_queries(window, opps, stage_probabilities or {}, history))
         started += [runner.submit(q.expr) for q in ranked]
-    frames = (_tidy(q.finish(read())) for q, read in zip([*queries, *ranked], started, strict=True))
+    frames = (
+        _tidy(q.finish(df)) for q, df in zip([*queries, *ranked], runner.read(started), strict=True)
+    )
     return order, frames
 
 

@@ -114,6 +114,41 @@ def test_a_failing_query_raises_when_read_and_the_queries_after_it_still_run():
     assert read_good()["n"].tolist() == [3]
 
 
+_FAIL_THEN_QUERY = """
+import duckdb, ibis, pandas as pd
+from kpi_lib._queries import Runner
+con = ibis.duckdb.connect()
+con.raw_sql("CREATE TABLE numbers AS SELECT range AS n FROM range(3000000)")
+numbers = con.table("numbers")
+text = ibis.memtable(pd.DataFrame({"x": ["1", "three"]}))
+slow = numbers.aggregate(distinct=(numbers.n * 7 % 1000003).nunique())
+with Runner(con) as runner:
+    results = [runner.submit(text.aggregate(s=text.x.cast("int64").sum()))]
+    results += [runner.submit(slow) for _ in range(3)]
+try:
+    list(runner.read(results))
+except duckdb.ConversionException:
+    pass
+print(sum(f.cancelled() for f in runner._futures), con.con.sql("SELECT 42").fetchall()[0][0])
+"""
+
+
+def test_a_failed_read_stops_the_queued_queries_and_frees_the_connection():
+    """The first of four queries fails: reading it cancels the slow ones still queued and waits
+    for the one running, so the caller can use the connection at once (in a subprocess: a
+    connection used from two threads at once can hang the interpreter)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FAIL_THEN_QUERY],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    cancelled, answer = map(int, done.stdout.split())
+    assert cancelled >= 2 and answer == 42
+
+
 def test_results_are_typed_by_the_ibis_schema_and_come_back_in_order():
     con = ibis.duckdb.connect()
     t = ibis.memtable(pd.DataFrame({"x": [1, 2, 3]}))
