@@ -126,7 +126,7 @@ def stage_positions(src: Source) -> ibis.Table | None:
     return (
         sh.mutate(place=place)
         .group_by("stage")
-        .aggregate(position=_.place.mean() + 1)
+        .aggregate(position=_.place.cast("float64").mean() + 1)  # AVG(int) is numeric in PostgreSQL
         .order_by(["position", "stage"])
     )
 
