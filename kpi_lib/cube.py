@@ -189,12 +189,16 @@ def _rollup(
     the company; a row of a team (spend) for the team and the company; a row of neither for the
     company only. Each frame is added in as it arrives, while the database computes the next.
     """
-    teams = pd.Index(src.frame("teams")["team_id"].astype(str))
-    reps = src.frame("reps")
-    rep_ids = pd.Index(reps["rep_id"].astype(str))
-    rep_team = teams.get_indexer(reps["team_id"].astype("string").fillna("\0"))  # -1: no team
     starts = pd.DatetimeIndex([p.start for p in periods]).astype("datetime64[us]")
     n_periods, size = len(starts), len(index)
+    kinds = index.get_level_values("scope")[::n_periods]  # one per scope, in grid order
+    ids = index.get_level_values("scope_id")[::n_periods]
+    company = np.flatnonzero(kinds == "company")
+    team_rows, rep_rows = np.flatnonzero(kinds == "team"), np.flatnonzero(kinds == "rep")
+    teams, rep_ids = pd.Index(ids[team_rows]), pd.Index(ids[rep_rows])
+    reps = src.frame("reps")
+    team_of = pd.Series(reps["team_id"].astype(str).to_numpy(), index=reps["rep_id"].astype(str))
+    rep_team = teams.get_indexer(rep_ids.map(team_of).fillna("\0"))  # -1: no team
     sums: dict[str, np.ndarray] = {}
     for df in frames:
         period = starts.get_indexer(df["period_start"])
@@ -202,8 +206,8 @@ def _rollup(
         team = teams.get_indexer(df["team_id"]) if "team_id" in df else np.full(len(df), -1)
         team = np.where((team < 0) & (rep >= 0), rep_team[np.maximum(rep, 0)], team)
         at_team, at_rep = np.flatnonzero(team >= 0), np.flatnonzero(rep >= 0)
-        row = np.concatenate(  # company row 0, then the teams, then the reps
-            [np.zeros(len(df), dtype=np.intp), 1 + team[at_team], 1 + len(teams) + rep[at_rep]]
+        row = np.concatenate(
+            [np.repeat(company, len(df)), team_rows[team[at_team]], rep_rows[rep[at_rep]]]
         )
         source_row = np.concatenate([np.arange(len(df)), at_team, at_rep])
         cell = row * n_periods + np.concatenate([period, period[at_team], period[at_rep]])
@@ -317,10 +321,10 @@ def stage_order(src: Source, stages: Sequence[str] | None = None) -> list[str]:
 
     Example: ``['Prospecting', 'Discovery', 'Demo', 'Proposal', 'Negotiation']`` on the demo data.
     """
-    positions = stage_positions(src)
-    if positions is None:
+    if not src.has("stage_history"):
         return sorted(stages or [])
-    ordered = [s for s in positions.to_pandas()["stage"] if stages is None or s in stages]
+    positions = stage_positions(src.table("stage_history")).to_pandas()
+    ordered = [s for s in positions["stage"] if stages is None or s in stages]
     return ordered + sorted(set(stages or []) - set(ordered))
 
 

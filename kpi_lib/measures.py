@@ -101,10 +101,9 @@ def measure_frames(
     # the runner's (for a frames source, making one asks the connection for its schema).
     opps = _known_opportunities(src, window)
     queries = list(_measure_queries(src, window, opps))
-    positions = stage_positions(src)
-    sh = src.table("stage_history") if positions is not None else None
+    sh = src.table("stage_history") if src.has("stage_history") else None
     with Runner(src.con) as runner:
-        read_positions = runner.submit(positions) if positions is not None else None
+        read_positions = runner.submit(stage_positions(sh)) if sh is not None else None
         started = [runner.submit(q.expr) for q in queries]
         order = list(read_positions()["stage"]) if read_positions else []
         history = _ranked_history(sh, order) if sh is not None else None
@@ -116,12 +115,9 @@ def measure_frames(
     return order, frames
 
 
-def stage_positions(src: Source) -> ibis.Table | None:
-    """Per stage of stage_history, ``position``: the mean place at which deals enter it (1 the
-    first stage a deal enters); ordered by it, then by name. None without stage_history."""
-    if not src.has("stage_history"):
-        return None
-    sh = src.table("stage_history")
+def stage_positions(sh: ibis.Table) -> ibis.Table:
+    """Per stage of stage_history ``sh``, ``position``: the mean place at which deals enter it
+    (1 the first stage a deal enters); ordered by it, then by name."""
     place = ibis.row_number().over(group_by="opportunity_id", order_by=["entered_at", "stage"])
     return (
         sh.mutate(place=place)

@@ -21,6 +21,20 @@ import kpi_lib
 from kpi_lib._queries import Runner, fetch_all
 
 
+def run_script(code: str) -> list[int]:
+    """The integers ``code`` prints, run in a fresh interpreter: a connection used from two
+    threads at once can hang an interpreter for good, and a timeout fails the test instead."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    return [int(word) for word in done.stdout.split()]
+
+
 def history(rows) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["opportunity_id", "stage", "entered_at"])
 
@@ -89,15 +103,7 @@ def test_queries_submitted_while_another_runs_each_get_their_own_in_memory_table
     in-memory table of its own. The connection runs one query at a time, so the worker
     registers each table between two queries: registered from the caller's thread, it waited
     on the running query while holding the interpreter, for good (so: in a subprocess)."""
-    done = subprocess.run(
-        [sys.executable, "-c", _SUBMIT_WHILE_RUNNING],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    assert done.returncode == 0, done.stderr
-    first, *rest = map(int, done.stdout.split())
+    first, *rest = run_script(_SUBMIT_WHILE_RUNNING)
     assert first == 1000003  # n -> 7n mod the prime 1000003 reaches every residue
     assert rest == [2 * k + 1 for k in range(20)]
 
@@ -137,15 +143,7 @@ def test_a_failed_read_stops_the_queued_queries_and_frees_the_connection():
     """The first of four queries fails: reading it cancels the slow ones still queued and waits
     for the one running, so the caller can use the connection at once (in a subprocess: a
     connection used from two threads at once can hang the interpreter)."""
-    done = subprocess.run(
-        [sys.executable, "-c", _FAIL_THEN_QUERY],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    assert done.returncode == 0, done.stderr
-    cancelled, answer = map(int, done.stdout.split())
+    cancelled, answer = run_script(_FAIL_THEN_QUERY)
     assert cancelled >= 2 and answer == 42
 
 
