@@ -93,6 +93,19 @@ class Period:
         """The months this period covers (one for a month)."""
         return [Period(self.start + pd.DateOffset(months=i), "month") for i in range(self.months)]
 
+    def parts(self) -> list[Period]:
+        """The periods one grain finer that make up this one: a year's quarters, a quarter's
+        months; none for a month.
+
+        Example: ``Period.parse("2026-Q4").parts()`` -> 2026-10, 2026-11, 2026-12.
+        """
+        finer = {"year": ("quarter", 4), "quarter": ("month", 3)}.get(self.grain)
+        if finer is None:
+            return []
+        grain, n = finer
+        step = GRAIN_MONTHS[grain]
+        return [Period(self.start + pd.DateOffset(months=i * step), grain) for i in range(n)]
+
     def __str__(self) -> str:
         return self.label
 

@@ -13,8 +13,9 @@ The file maps a KPI name to defaults per scope and a list of overrides::
     win_rate: {company: 0.25, team: 0.25, rep: 0.25}           # ratios apply to any period as given
 
 The most specific entry wins: period and scope_id, then period and scope, then scope_id, then
-the scope default. Additive KPIs (counts, sums) add up monthly targets over a quarter or a year
-unless an override names that quarter or year; other KPIs take the target as given.
+the scope default; an override with ``scope`` and no ``scope_id`` applies to that kind of scope
+only. Additive KPIs (counts, sums) add up a quarter from its months and a year from its
+quarters, unless an override names that quarter or year; other KPIs take the target as given.
 """
 
 from __future__ import annotations
@@ -51,39 +52,45 @@ class Targets:
     def kpis(self) -> list[str]:
         return list(self.entries)
 
-    def resolve(self, kpi: str, period: Period, scope: str, scope_id: str) -> float | None:
-        """The target of ``kpi`` for one scope and period, or ``None`` when there is none."""
+    def resolve(
+        self, kpi: str, period: Period, scope: str, scope_id: str | None
+    ) -> float | None:
+        """The target of ``kpi`` for one scope and period, or ``None`` when there is none.
+
+        An override naming ``period`` wins; else a month (and any period of a ratio KPI) takes
+        the scope's own target; else an additive KPI adds up the parts: a year its quarters, a
+        quarter its months (``None`` when a part has no target).
+        """
         entry = self.entries.get(kpi)
         if entry is None:
             return None
         exact = self._lookup(entry, period.label, scope, scope_id)
-        if exact is not None or period.grain == "month" or not get_kpi(kpi).additive:
-            return exact if exact is not None else self._fallback(entry, period, scope, scope_id)
-        months = [self._lookup(entry, m.label, scope, scope_id) for m in period.months_in()]
-        months = [
-            v if v is not None else self._fallback(entry, m, scope, scope_id)
-            for v, m in zip(months, period.months_in(), strict=True)
-        ]
-        return None if any(v is None for v in months) else float(sum(months))
+        if exact is not None:
+            return exact
+        if period.grain == "month" or not get_kpi(kpi).additive:
+            return self._fallback(entry, scope, scope_id)
+        parts = [self.resolve(kpi, part, scope, scope_id) for part in period.parts()]
+        return None if any(v is None for v in parts) else float(sum(parts))
 
     @staticmethod
-    def _lookup(entry: dict, label: str, scope: str, scope_id: str) -> float | None:
+    def _lookup(entry: dict, label: str, scope: str, scope_id: str | None) -> float | None:
+        """The override naming this period: with this scope_id first, then this kind of scope."""
         for rule in entry["overrides"]:
-            if rule.get("period") == label and rule.get("scope_id") == scope_id:
+            if rule.get("period") == label and _names(rule, scope, scope_id):
                 return rule["value"]
         for rule in entry["overrides"]:
-            if (
-                rule.get("period") == label
-                and rule.get("scope") == scope
-                and "scope_id" not in rule
-            ):
+            if rule.get("period") == label and _is_kind_rule(rule, scope):
                 return rule["value"]
         return None
 
     @staticmethod
-    def _fallback(entry: dict, period: Period, scope: str, scope_id: str) -> float | None:
+    def _fallback(entry: dict, scope: str, scope_id: str | None) -> float | None:
+        """Without a period's override: the scope_id's own target, else the scope default."""
         for rule in entry["overrides"]:
-            if "period" not in rule and rule.get("scope_id") == scope_id:
+            if "period" not in rule and _names(rule, scope, scope_id):
+                return rule["value"]
+        for rule in entry["overrides"]:
+            if "period" not in rule and _is_kind_rule(rule, scope):
                 return rule["value"]
         return entry["defaults"].get(scope)
 
@@ -123,6 +130,23 @@ class Targets:
         return {
             r["scope_id"] for e in self.entries.values() for r in e["overrides"] if "scope_id" in r
         }
+
+
+def _names(rule: dict, scope: str, scope_id: str | None) -> bool:
+    """Whether ``rule`` names this scope by id (and, when it says so, by kind).
+
+    A scope no override names is resolved with ``scope_id=None``, which no rule names.
+    """
+    return (
+        scope_id is not None
+        and rule.get("scope_id") == scope_id
+        and rule.get("scope", scope) == scope
+    )
+
+
+def _is_kind_rule(rule: dict, scope: str) -> bool:
+    """Whether ``rule`` applies to every scope of this kind (a ``scope`` and no ``scope_id``)."""
+    return "scope_id" not in rule and rule.get("scope") == scope
 
 
 def load_targets(targets: str | Path | dict | Targets | None) -> Targets:
