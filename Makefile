@@ -83,14 +83,19 @@ docs: $(INSTALLED)
 # QUALITY                                                                       #
 #################################################################################
 
+## Check the system prerequisites of the tests (Chromium, PostgreSQL 15); one line if missing
+.PHONY: prerequisites
+prerequisites:
+	@PYTHON=$(PYTHON) sh scripts/prerequisites.sh
+
 ## Run every test, including the slow end-to-end suites (batches, browsers)
 .PHONY: test
-test: $(INSTALLED)
+test: prerequisites $(INSTALLED)
 	$(PY) -m pytest
 
 ## Run the fast tests only (skips tests marked slow)
 .PHONY: test-fast
-test-fast: $(INSTALLED)
+test-fast: prerequisites $(INSTALLED)
 	$(PY) -m pytest -m 'not slow'
 
 ## Check the code with ruff
@@ -131,5 +136,5 @@ help:
 	@echo
 	@awk '/^## /{ sentence = substr($$0, 4); next } \
 	     /^\.PHONY/{ next } \
-	     /^[a-zA-Z_-]+:/{ if (sentence) { split($$0, t, ":"); printf "  %-10s %s\n", t[1], sentence }; sentence = "" } \
+	     /^[a-zA-Z_-]+:/{ if (sentence) { split($$0, t, ":"); printf "  %-14s %s\n", t[1], sentence }; sentence = "" } \
 	     { sentence = "" }' $(MAKEFILE_LIST)

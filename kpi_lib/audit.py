@@ -45,6 +45,7 @@ from pathlib import Path
 import pandas as pd
 
 from kpi_lib.errors import KpiKitError
+from kpi_lib.file_names import report_paths
 from kpi_lib.redact import redact
 
 __all__ = [
@@ -421,19 +422,20 @@ def message_text(msg) -> str:
 def scan_message(
     auditor: Auditor,
     msg: EmailMessage,
-    scope_ids: Iterable[str],
+    scopes: Iterable[tuple[str, str]],
     *,
     path: str = "",
     recipient: str = "",
 ) -> list[Finding]:
-    """Foreign names in one digest for a recipient granted ``scope_ids``."""
+    """Foreign names in one digest for a recipient granted ``scopes``, ``(scope, scope_id)``
+    pairs (``Recipient.scope_pairs``)."""
     recipient = recipient or str(msg.get("To", ""))
-    scopes = [auditor.directory.scope_of(s) for s in scope_ids]
+    scopes = list(scopes)
     return auditor.scan_text(
         message_text(msg),
         scopes,
         path=path or recipient,
-        audience=f"recipient {recipient} ({' '.join(scope_ids)})",
+        audience=f"recipient {recipient} ({', '.join(s for _, s in scopes)})",
     )
 
 
@@ -445,8 +447,8 @@ def _reports(period_dir: Path, batch) -> list[tuple[str, str, Path]]:
         found = [(r["scope"], str(r["scope_id"]), period_dir / r["html"]) for r in rows]
     else:
         found = [
-            (s.scope, s.scope_id, period_dir / s.role / f"{s.scope_id}.html")
-            for s in batch.scopes()
+            (scope, scope_id, period_dir / relative)
+            for (scope, scope_id), relative in report_paths(batch.scopes()).items()
         ]
     return [(scope, sid, path) for scope, sid, path in found if path.is_file()]
 
@@ -480,6 +482,7 @@ def scan_batch(
         Empty when nothing leaked.
     """
     from kpi_lib.batch import Batch
+    from kpi_lib.digest import parse_scopes_header
     from kpi_lib.periods import Period
 
     period_dir = Path(out_dir) / Period.parse(str(period)).label
@@ -488,14 +491,18 @@ def scan_batch(
     findings: list[Finding] = []
     for scope, scope_id, path in reports if reports is not None else _reports(period_dir, batch):
         findings += scan_report(auditor, Path(path), scope, scope_id)
-    grants: Mapping[str, tuple[str, ...]] = {}
+    directory = auditor.directory
+    grants: Mapping[str, list[tuple[str, str]]] = {}
     if recipients is not None:
         from kpi_lib.recipients import load_recipients
 
-        grants = {p.email.lower(): p.scopes for p in load_recipients(recipients)}
+        teams = set(directory.teams)
+        grants = {p.email.lower(): p.scope_pairs(teams) for p in load_recipients(recipients)}
     for eml in sorted((period_dir / "outbox").glob("*.eml")):
         msg = message_from_bytes(eml.read_bytes(), policy=policy.default)
         to = msg["To"].addresses[0].addr_spec.lower() if msg["To"] else ""
-        scope_ids = grants.get(to) or tuple(str(msg.get("X-KPI-Scopes", "")).split())
-        findings += scan_message(auditor, msg, scope_ids, path=str(eml), recipient=to)
+        scopes = grants.get(to) or [
+            directory.scope_of(s) for s in parse_scopes_header(msg.get("X-KPI-Scopes"))
+        ]
+        findings += scan_message(auditor, msg, scopes, path=str(eml), recipient=to)
     return findings

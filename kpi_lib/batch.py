@@ -82,22 +82,41 @@ class Batch:
         ]
         return out
 
-    def scope(self, scope_id: str) -> Scope:
-        """The scope of ``scope_id`` (``all``, a team_id or a rep_id), or ``UnknownScopeError``."""
+    def scope(self, scope_id: str, kind: str | None = None) -> Scope:
+        """The scope of ``scope_id`` (``all``, a team_id or a rep_id), or ``UnknownScopeError``.
+
+        ``kind`` (``company``, ``team``, ``rep``) says which one is meant when an id names
+        both a team and a rep; without it the company comes first, then teams, then reps.
+        """
         scope_id = str(scope_id)
-        if scope_id == "all":
-            return Scope("executive", "company", "all", "Company")
-        team = self.teams[self.teams["team_id"] == scope_id]
-        if len(team):
-            return Scope("manager", "team", scope_id, team.iloc[0]["team_name"], scope_id)
-        rep = self.reps[self.reps["rep_id"] == scope_id]
-        if len(rep):
-            r = rep.iloc[0]
-            return Scope("rep", "rep", scope_id, r["rep_name"], r["team_id"])
+        kinds = [kind] if kind else ["company", "team", "rep"]
+        for k in kinds:
+            if k == "company" and scope_id == "all":
+                return Scope("executive", "company", "all", "Company")
+            if k == "team":
+                team = self.teams[self.teams["team_id"].astype(str) == scope_id]
+                if len(team):
+                    return Scope("manager", "team", scope_id, team.iloc[0]["team_name"], scope_id)
+            if k == "rep":
+                rep = self.reps[self.reps["rep_id"].astype(str) == scope_id]
+                if len(rep):
+                    r = rep.iloc[0]
+                    return Scope("rep", "rep", scope_id, r["rep_name"], r["team_id"])
+        what = {"company": "'all'", "team": "a team_id", "rep": "a rep_id"}
+        wanted = what[kind] if kind else "'all', a team_id or a rep_id"
+        if kind:
+            try:
+                other = self.scope(scope_id)
+            except UnknownScopeError:
+                pass
+            else:
+                raise UnknownScopeError(
+                    f"scope_id '{scope_id}' is not {wanted}: it is a {other.scope} "
+                    f"(use the {other.role} report)"
+                )
         examples = ", ".join([*self.teams["team_id"][:3], *self.reps["rep_id"][:3]])
         raise UnknownScopeError(
-            f"scope_id '{scope_id}' is neither 'all' nor a team_id or rep_id of {self.source} "
-            f"(for example: {examples})"
+            f"scope_id '{scope_id}' is not {wanted} of {self.source} (for example: {examples})"
         )
 
     def save(self, folder: str | Path) -> Path:
@@ -320,12 +339,14 @@ def report_context(
     batch_dir: str = "",
     targets: str | None = DEFAULT_TARGETS,
     as_of=None,
+    scope: str | None = None,
 ) -> ReportContext:
     """Validate a report's parameters and give it its data.
 
     With ``batch_dir`` the batch's saved cube is read (nothing recomputed); without it the cube
-    is computed here. Raises ``UnknownScopeError`` for a scope_id that is not in the data and
-    ``PeriodError`` for a malformed period, before any heavy work.
+    is computed here. ``scope`` (``company``, ``team``, ``rep``) says which kind of scope
+    ``scope_id`` names when it could be two. Raises ``UnknownScopeError`` for a scope_id that
+    is not in the data and ``PeriodError`` for a malformed period, before any heavy work.
 
     Example
     -------
@@ -343,4 +364,4 @@ def report_context(
         source = batch.source
     else:
         batch = prepare_batch(source, p, as_of=as_of, targets=targets)
-    return ReportContext(batch=batch, scope_info=batch.scope(scope_id), source_path=source)
+    return ReportContext(batch=batch, scope_info=batch.scope(scope_id, scope), source_path=source)

@@ -43,10 +43,12 @@ from email.headerregistry import Address
 from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import pandas as pd
 
 from kpi_lib import theme
+from kpi_lib.file_names import report_paths
 from kpi_lib.mtd import is_partial, mtd_comparison
 from kpi_lib.recipients import Recipient
 from kpi_lib.registry import HEADLINE_KPIS, get_kpi
@@ -92,20 +94,21 @@ class ReportFile:
     error: str | None = None
 
 
-def locate_reports(period_dir: str | Path, batch) -> dict[str, ReportFile]:
-    """``{scope_id: ReportFile}`` for every report of the batch in ``period_dir``.
+def locate_reports(period_dir: str | Path, batch) -> dict[tuple[str, str], ReportFile]:
+    """``{(scope, scope_id): ReportFile}`` for every report of the batch in ``period_dir``.
 
-    One entry per scope. Reads ``manifest.json`` (the renderer's status of each report); without
-    it, every scope of the batch whose ``<role>/<scope_id>.html`` exists counts as rendered.
+    One entry per scope. Reads ``manifest.json`` (the renderer's status and file of each
+    report); without it, every scope of the batch whose file (``kpi_lib.file_names``) exists
+    counts as rendered.
     """
     period_dir = Path(period_dir)
     manifest = period_dir / "manifest.json"
-    found: dict[str, ReportFile] = {}
+    found: dict[tuple[str, str], ReportFile] = {}
     if manifest.is_file():
         for r in json.loads(manifest.read_text(encoding="utf-8")).get("reports", []):
             path = period_dir / r["html"]
             ok = r.get("status") == "ok" and path.is_file()
-            found[str(r["scope_id"])] = ReportFile(
+            found[(r["scope"], str(r["scope_id"]))] = ReportFile(
                 r["role"],
                 r["scope"],
                 str(r["scope_id"]),
@@ -115,18 +118,32 @@ def locate_reports(period_dir: str | Path, batch) -> dict[str, ReportFile]:
                 None if ok else (r.get("error") or "report missing"),
             )
         return found
-    for s in batch.scopes():
-        path = period_dir / s.role / f"{s.scope_id}.html"
-        found[s.scope_id] = ReportFile(
-            s.role,
-            s.scope,
-            s.scope_id,
-            s.name,
+    names = {s.scope_id: s.name for s in batch.scopes()}
+    for (scope, scope_id), relative in report_paths(batch.scopes()).items():
+        path = period_dir / relative
+        found[(scope, scope_id)] = ReportFile(
+            relative.parts[0],
+            scope,
+            scope_id,
+            names[scope_id],
             path,
             path.is_file(),
             None if path.is_file() else "report missing",
         )
     return found
+
+
+def scopes_header(scope_ids) -> str:
+    """The ``X-KPI-Scopes`` header: each id percent-encoded (ids may hold spaces), space-separated.
+
+    Example: ``scopes_header(["all", "Cara Losch"])`` -> ``'all Cara%20Losch'``.
+    """
+    return " ".join(quote(str(s), safe="") for s in scope_ids)
+
+
+def parse_scopes_header(text) -> list[str]:
+    """The scope ids of an ``X-KPI-Scopes`` header (``scopes_header``)."""
+    return [unquote(part) for part in str(text or "").split()]
 
 
 def edition(batch) -> str:
@@ -573,6 +590,7 @@ class ScopeSection:
     report: ReportFile
     tiles: list[Tile]
     attachment_stem: str
+    with_pdf: bool = True
 
 
 def digest_html(
@@ -626,8 +644,9 @@ def digest_html(
             )
         )
     files = "".join(
-        f'<li style="margin:0 0 4px;">{e(s.report.name)}: {e(s.attachment_stem)}.html '
-        f"and {e(s.attachment_stem)}.pdf</li>"
+        f'<li style="margin:0 0 4px;">{e(s.report.name)}: {e(s.attachment_stem)}.html'
+        + (f" and {e(s.attachment_stem)}.pdf" if s.with_pdf else "")
+        + "</li>"
         for s in sections
     )
     parts.append(
@@ -677,7 +696,8 @@ def digest_text(recipient: Recipient, batch, sections: list[ScopeSection], note:
         lines.append("")
     lines.append("Full report attached:")
     lines += [
-        f"  {s.attachment_stem}.html (open in a browser) and {s.attachment_stem}.pdf"
+        f"  {s.attachment_stem}.html (open in a browser)"
+        + (f" and {s.attachment_stem}.pdf" if s.with_pdf else "")
         for s in sections
     ]
     lines += [
@@ -697,13 +717,15 @@ def digest_text(recipient: Recipient, batch, sections: list[ScopeSection], note:
 class PdfPrinter:
     """Print report HTML files to PDF with one headless Chromium, reused for the batch.
 
-    PDFs are cached in ``<period>/_pdf/<role>/<scope_id>.pdf`` and printed again only when the
-    HTML is newer. Use as a context manager so the browser is closed.
+    PDFs are cached in ``<period>/_pdf/<role>/<file stem>.pdf`` and printed again only when the
+    HTML is newer. Use as a context manager so the browser is closed. Without Chromium (or when
+    it does not start) ``missing`` says why, and digests go out with the HTML report alone.
     """
 
-    def __init__(self, executable: str = CHROMIUM):
-        self.executable = executable
+    def __init__(self, executable: str | None = None):
+        self.executable = executable or os.environ.get("KPI_CHROMIUM") or CHROMIUM
         self._pw = self._browser = None
+        self._failed: str | None = None
 
     def __enter__(self) -> PdfPrinter:
         return self
@@ -718,23 +740,36 @@ class PdfPrinter:
             self._pw.stop()
         self._pw = self._browser = None
 
+    @property
+    def missing(self) -> str | None:
+        """Why no PDF can be printed here (Chromium absent or failing to start), else None."""
+        if self._failed is None and not Path(self.executable).exists():
+            self._failed = (
+                f"Chromium not found at {self.executable} (install it: apt-get install chromium)"
+            )
+        return self._failed
+
     def browser(self):
         """The running headless Chromium (started on first use), for callers that need a page."""
         return self._ensure()
 
     def _ensure(self):
+        if self.missing:
+            raise DigestError(f"cannot print the PDF attachments: {self.missing}")
         if self._browser is None:
+            from playwright.sync_api import Error as PlaywrightError
             from playwright.sync_api import sync_playwright
 
-            if not Path(self.executable).exists():
-                raise DigestError(
-                    f"Chromium not found at {self.executable}; install it "
-                    "(apt-get install chromium) to print the PDF attachments"
+            try:
+                self._pw = sync_playwright().start()
+                self._browser = self._pw.chromium.launch(
+                    executable_path=self.executable, args=CHROMIUM_ARGS
                 )
-            self._pw = sync_playwright().start()
-            self._browser = self._pw.chromium.launch(
-                executable_path=self.executable, args=CHROMIUM_ARGS
-            )
+            except PlaywrightError as exc:
+                self.close()
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                self._failed = f"Chromium at {self.executable} did not start: {first}"
+                raise DigestError(f"cannot print the PDF attachments: {self._failed}") from exc
         return self._browser
 
     def pdf(self, html_path: Path, cache: Path | None = None) -> bytes:
@@ -802,16 +837,17 @@ def subject_for(batch, sections: list[ScopeSection]) -> str:
 
 
 def granted_reports(
-    recipient: Recipient, reports: dict[str, ReportFile]
+    recipient: Recipient, reports: dict[tuple[str, str], ReportFile], teams: set[str]
 ) -> tuple[list[ReportFile], list[str]]:
     """The reports of the recipient's scopes that exist in the batch, and notes on the others.
 
-    A granted rep with no report this period (not active in it) is left out with a note; a
-    report that failed to render raises ``DigestError``: the digest would be incomplete.
+    ``teams`` are the batch's team ids (``Recipient.scope_pairs``). A granted rep with no report
+    this period (not active in it) is left out with a note; a report that failed to render
+    raises ``DigestError``: the digest would be incomplete.
     """
     found, notes = [], []
-    for scope_id in recipient.scopes:
-        report = reports.get(scope_id)
+    for scope, scope_id in recipient.scope_pairs(teams):
+        report = reports.get((scope, scope_id))
         if report is None:
             notes.append(f"no report for scope '{scope_id}' in this batch (not active)")
             continue
@@ -844,7 +880,7 @@ def build_digest(
     pdf: PdfPrinter,
     sender: str,
     reply_to: str | None = None,
-    reports: dict[str, ReportFile] | None = None,
+    reports: dict[tuple[str, str], ReportFile] | None = None,
     figures: Figures | None = None,
     now: datetime | None = None,
 ) -> EmailMessage | None:
@@ -872,17 +908,19 @@ def build_digest(
     """
     period_dir = Path(period_dir)
     reports = reports if reports is not None else locate_reports(period_dir, batch)
-    granted, notes = granted_reports(recipient, reports)
+    granted, notes = granted_reports(recipient, reports, set(batch.teams["team_id"].astype(str)))
     if not granted:
         return None
     if figures is None:
         figures = Figures(batch, load_mtd(period_dir, batch))
     label = batch.period.label
+    pdfs = _print_pdfs(pdf, period_dir, granted)
     sections = [
         ScopeSection(
             r,
             scope_tiles(figures, r.scope, r.scope_id),
-            f"sales-kpis-{label}-{r.role}-{r.scope_id}",
+            f"sales-kpis-{label}-{r.role}-{r.path.stem}",
+            with_pdf=r.path in pdfs,
         )
         for r in granted
     ]
@@ -919,7 +957,7 @@ def build_digest(
     msg["Message-ID"] = message_id(batch_key(batch), recipient.email, sender)
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-KPI-Batch"] = batch_key(batch)
-    msg["X-KPI-Scopes"] = " ".join(r.scope_id for r in granted)
+    msg["X-KPI-Scopes"] = scopes_header(r.scope_id for r in granted)
     alternative = MIMEPart()
     alternative.set_content(digest_text(recipient, batch, sections, " ".join([note, *notes])))
     alternative.add_alternative(body, subtype="html")
@@ -945,11 +983,27 @@ def build_digest(
             subtype="html",
             filename=f"{s.attachment_stem}.html",
         )
-        cache = period_dir / "_pdf" / report.role / f"{report.scope_id}.pdf"
-        msg.add_attachment(
-            pdf.pdf(report.path, cache),
-            maintype="application",
-            subtype="pdf",
-            filename=f"{s.attachment_stem}.pdf",
-        )
+        if s.with_pdf:
+            msg.add_attachment(
+                pdfs[report.path],
+                maintype="application",
+                subtype="pdf",
+                filename=f"{s.attachment_stem}.pdf",
+            )
     return msg
+
+
+def _print_pdfs(pdf: PdfPrinter, period_dir: Path, reports: list[ReportFile]) -> dict[Path, bytes]:
+    """The PDF of each report, ``{html path: bytes}``; empty when Chromium is missing or does
+    not start (``pdf.missing`` says why), so the digest goes out with the HTML alone."""
+    if pdf.missing:
+        return {}
+    try:
+        return {
+            r.path: pdf.pdf(r.path, period_dir / "_pdf" / r.role / f"{r.path.stem}.pdf")
+            for r in reports
+        }
+    except DigestError:
+        if pdf.missing:
+            return {}
+        raise

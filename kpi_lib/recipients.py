@@ -13,7 +13,9 @@ The file names the sender and lists people with their role and the scopes they m
 A scope is a report's ``scope_id``: ``all`` (the company report), a ``team_id`` (the team's
 report) or a ``rep_id`` (the rep's report). Executives may see every scope; a manager their
 team and the reps of that team; a rep only their own report. Each role's default scopes are
-the one report of its own scope.
+the one report of its own scope. Ids are data: an id that names both a team and a rep means,
+for a rep, their own report; for a manager, their team when it is the team they manage, else
+the rep; for an executive, the team (``Recipient.scope_pairs``).
 """
 
 from __future__ import annotations
@@ -51,6 +53,29 @@ class Recipient:
     scopes: tuple[str, ...]
     team_id: str | None = None
     rep_id: str | None = None
+
+    def scope_pairs(self, teams: set[str] | frozenset[str]) -> list[tuple[str, str]]:
+        """``(scope, scope_id)`` of every scope this recipient receives, in their order.
+
+        ``teams`` are the team ids of the data: an executive's id that is one means the team.
+
+        Example
+        -------
+        >>> Recipient("a@x.org", "Ann", "manager", ("east", "r1"), team_id="east").scope_pairs(
+        ...     {"east", "west"})
+        [('team', 'east'), ('rep', 'r1')]
+        """
+        return [_scope_pair(self, s, teams) for s in self.scopes]
+
+
+def _scope_pair(person: Recipient, scope_id: str, teams) -> tuple[str, str]:
+    if person.role == "rep":
+        return "rep", scope_id
+    if person.role == "manager":
+        return ("team" if scope_id == person.team_id else "rep"), scope_id
+    if scope_id == "all":
+        return "company", "all"
+    return ("team" if scope_id in teams else "rep"), scope_id
 
 
 @dataclass(frozen=True)
@@ -189,27 +214,24 @@ def validate_recipients(recipients: RecipientList, batch) -> None:
             raise ParamsError(f"{where}: team_id '{person.team_id}' is not a team of the data")
         if person.role == "rep" and person.rep_id not in team_of:
             raise ParamsError(f"{where}: rep_id '{person.rep_id}' is not a rep of the data")
-        unknown = [s for s in person.scopes if s != "all" and s not in teams and s not in team_of]
+        unknown = [s for s in person.scopes if s != "all" and s not in teams | team_of.keys()]
         if unknown:
             raise ParamsError(
                 f"{where}: unknown scopes {unknown}; a scope is 'all', a team_id "
                 f"({', '.join(sorted(teams)[:4])}, ...) or a rep_id"
             )
-        if person.role == "manager":
-            for s in person.scopes:
-                if s == "all" or (s in teams and s != person.team_id):
-                    raise ParamsError(
-                        f"{where}: a manager of '{person.team_id}' may not see scope '{s}'"
-                    )
-                if s in team_of and team_of[s] != person.team_id:
-                    raise ParamsError(
-                        f"{where}: rep '{s}' belongs to team '{team_of[s]}', not to the "
-                        f"manager's team '{person.team_id}'"
-                    )
-        elif person.role == "rep":
-            others = [s for s in person.scopes if s != person.rep_id]
-            if others:
+        others = [s for s in person.scopes if s != person.rep_id]
+        if person.role == "rep" and others:
+            raise ParamsError(
+                f"{where}: a rep may only see their own report ('{person.rep_id}'), not {others}"
+            )
+        if person.role != "manager":
+            continue
+        for kind, s in person.scope_pairs(teams):
+            if kind == "rep" and s not in team_of:  # 'all', or another team
+                raise ParamsError(f"{where}: a manager of '{person.team_id}' may not see scope '{s}'")
+            if kind == "rep" and team_of[s] != person.team_id:
                 raise ParamsError(
-                    f"{where}: a rep may only see their own report ('{person.rep_id}'), "
-                    f"not {others}"
+                    f"{where}: rep '{s}' belongs to team '{team_of[s]}', not to the "
+                    f"manager's team '{person.team_id}'"
                 )

@@ -55,6 +55,7 @@ import yaml
 from kpi_lib import _render_cache
 from kpi_lib._paths import project_path
 from kpi_lib.errors import KpiKitError, ParamsError, UnknownScopeError
+from kpi_lib.file_names import file_stems
 from kpi_lib.periods import Period, last_complete_month
 from kpi_lib.redact import hide_source, redact
 
@@ -84,8 +85,7 @@ KPIS_CSV_COLUMNS = [
 DEFAULT_TIMEOUT = 600.0
 TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE_NAME = "kpi_report"
-# A scope id or role becomes a file name: letters, digits, '_', '-', '.', not starting with '.'.
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# A role names a folder: it is configuration, not data, so it must already be a safe name.
 _SAFE_ROLE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 _TOOLS = (
     "kpi-kit",
@@ -170,8 +170,9 @@ def load_matrix(path: str | Path = "params/reports.yaml") -> Matrix:
         if ids is not None:
             if isinstance(ids, str) or not isinstance(ids, list) or not ids:
                 raise ParamsError(f"{where}: scope_ids must be a non-empty list of ids")
+            if any(i is None or not str(i).strip() for i in ids):
+                raise ParamsError(f"{where}: scope_ids must be non-empty strings, got {ids!r}")
             ids = tuple(str(i) for i in ids)
-            _check_ids(ids, where=where)
         roles[role] = RoleSpec(
             role,
             Path(entry["notebook"]),
@@ -185,16 +186,6 @@ def load_matrix(path: str | Path = "params/reports.yaml") -> Matrix:
     return Matrix(roles, float(timeout), str(raw.get("kernel") or "python3"))
 
 
-def _check_ids(ids: Iterable[str], *, where: str) -> None:
-    """Refuse ids that are not safe file names (``../x``, ``a/b``, ``.hidden``, empty)."""
-    bad = [i for i in ids if not _SAFE_ID.match(str(i))]
-    if bad:
-        raise ParamsError(
-            f"{where}: scope ids {bad!r} cannot name a report file; ids must be letters, digits, "
-            "'_', '-' or '.', not start with '.', at most 128 characters"
-        )
-
-
 # --------------------------------------------------------------------------------------------
 # Planning: which reports this batch renders
 # --------------------------------------------------------------------------------------------
@@ -204,10 +195,15 @@ def _check_ids(ids: Iterable[str], *, where: str) -> None:
 class ReportSpec:
     """One report of a batch: a role's notebook executed for one scope.
 
+    ``file_stem`` names its files (``kpi_lib.file_names``): the id itself when it is a safe
+    file name, else a slug and a short hash.
+
     Example
     -------
-    >>> ReportSpec("manager", Path("notebooks/manager.ipynb"), "team", "emea", "EMEA").html_path
-    PosixPath('manager/emea.html')
+    >>> spec = ReportSpec("rep", Path("notebooks/rep.ipynb"), "rep", "Cara Losch", "Cara Losch",
+    ...                   "Cara-Losch-06938756")
+    >>> spec.html_path, spec.notebook_path
+    (PosixPath('rep/Cara-Losch-06938756.html'), PosixPath('_notebooks/rep/Cara-Losch-06938756.ipynb'))
     """
 
     role: str
@@ -215,16 +211,17 @@ class ReportSpec:
     scope: str
     scope_id: str
     scope_name: str
+    file_stem: str
 
     @property
     def html_path(self) -> Path:
         """Where the HTML goes, relative to the period folder."""
-        return Path(self.role) / f"{self.scope_id}.html"
+        return Path(self.role) / f"{self.file_stem}.html"
 
     @property
     def notebook_path(self) -> Path:
         """Where the executed notebook goes, relative to the period folder."""
-        return Path("_notebooks") / self.role / f"{self.scope_id}.ipynb"
+        return Path("_notebooks") / self.role / f"{self.file_stem}.ipynb"
 
 
 def scope_table(batch) -> list[tuple[str, str, str, str | None]]:
@@ -252,8 +249,9 @@ def plan_reports(
 ) -> list[ReportSpec]:
     """Every role x scope report of the batch, in matrix order then scope order.
 
-    Raises ``ParamsError`` for an unknown role or an unsafe scope id, and
-    ``UnknownScopeError`` for an explicit ``scope_ids`` entry the batch does not know.
+    Raises ``ParamsError`` for an unknown role and ``UnknownScopeError`` for an explicit
+    ``scope_ids`` entry the batch does not know. File names come from ``file_stems`` over every
+    scope of the role's kind, so a report keeps its file whichever subset is rendered.
     """
     if roles is not None:
         unknown = [r for r in roles if r not in matrix.roles]
@@ -279,8 +277,10 @@ def plan_reports(
                     f"active in this period; known: {sorted(known)}"
                 )
             ids = list(role.scope_ids)
-        _check_ids(ids, where=f"{role.scope} ids of role '{role.role}'")
-        specs += [ReportSpec(role.role, role.notebook, role.scope, i, known[i]) for i in ids]
+        stems = file_stems(known)
+        specs += [
+            ReportSpec(role.role, role.notebook, role.scope, i, known[i], stems[i]) for i in ids
+        ]
     return specs
 
 
@@ -913,6 +913,8 @@ def _reuse_unchanged(
             digests.get(f"{o.scope}/{o.scope_id}", ""),
         )
         before = previous.get((o.role, o.scope_id))
+        if before is not None and before.get("html") != o.html:
+            before = None  # its file name changed (a new id collides with it): render again
         if _render_cache.still_good(before, o.key, period_dir):
             for name in (
                 "status",

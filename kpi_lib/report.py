@@ -88,7 +88,12 @@ def open_report(
     ):
         resolved_targets = None  # the default file is optional: no targets, tiles say so
     ctx = batch.report_context(
-        period, scope_id, resolve_source(source), resolve_source(batch_dir), resolved_targets
+        period,
+        scope_id,
+        resolve_source(source),
+        resolve_source(batch_dir),
+        resolved_targets,
+        scope=ROLES[role],
     )
     if ctx.scope != ROLES[role]:
         wanted = {"company": "'all'", "team": "a team_id", "rep": "a rep_id"}[ROLES[role]]

@@ -47,6 +47,7 @@ from kpi_lib.digest import (
     build_digest,
     load_mtd,
     locate_reports,
+    parse_scopes_header,
 )
 from kpi_lib.errors import KpiKitError, ParamsError
 from kpi_lib.periods import Period
@@ -295,6 +296,7 @@ class SendResult:
     already_sent: list[str] = field(default_factory=list)
     no_reports: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line for the batch, then one line per failed recipient."""
@@ -306,6 +308,7 @@ class SendResult:
             parts.append(f"{len(self.no_reports)} without a report this period")
         parts.append(f"{len(self.failed)} failed")
         lines = [f"{self.period}: " + ", ".join(parts)]
+        lines += [f"  warning: {w}" for w in self.warnings]
         lines += [f"  FAILED {email}: {error}" for email, error in self.failed]
         if self.failed:
             lines.append("  rerun the same command to retry; the ledger skips what was sent")
@@ -375,6 +378,7 @@ def send_batch(
 
     with _send_lock(outbox), PdfPrinter() as pdf:
         ledger = Ledger(outbox / "ledger.jsonl")
+        pdf_note = None
         try:
             for person in people:
                 entry_key = Ledger.key(person.email, key)
@@ -410,9 +414,16 @@ def send_batch(
                         "report this period"
                     )
                     continue
+                if pdf.missing and pdf_note is None:
+                    pdf_note = f"digests carry the HTML report without its PDF: {pdf.missing}"
+                    result.warnings.append(pdf_note)
+                    log(f"{label} warning: {pdf_note}")
                 if auditor is None:
                     auditor = Auditor(Directory.from_batch(batch))
-                leaks = scan_message(auditor, msg, person.scopes, recipient=person.email)
+                leaks = scan_message(
+                    auditor, msg, person.scope_pairs(set(auditor.directory.teams)),
+                    recipient=person.email,
+                )
                 if leaks:  # never deliver a digest that names someone outside its scopes
                     error = (
                         "scope leak: "
@@ -437,7 +448,8 @@ def send_batch(
                             "key": entry_key,
                             "email": person.email,
                             "batch": key,
-                            "scopes": msg["X-KPI-Scopes"].split(),
+                            "scopes": parse_scopes_header(msg["X-KPI-Scopes"]),
+                            "pdf": "attached" if pdf.missing is None else f"missing: {pdf.missing}",
                             "message_id": msg["Message-ID"],
                             "data_fingerprint": batch.fingerprint,
                             "as_of": batch.as_of,

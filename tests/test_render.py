@@ -145,8 +145,8 @@ def test_shipped_matrix_renders_company_teams_and_reps_with_the_three_notebooks(
         ("roles: {rep: {notebook: n.ipynb, scope: rep, colour: red}}", "unknown keys ['colour']"),
         ("roles: {rep: {notebook: n.ipynb, scope: rep, scope_ids: R001}}", "non-empty list"),
         (
-            "roles: {rep: {notebook: n.ipynb, scope: rep, scope_ids: ['../x']}}",
-            "cannot name a report",
+            "roles: {rep: {notebook: n.ipynb, scope: rep, scope_ids: ['R001', '', null]}}",
+            "scope_ids must be non-empty",
         ),
         ("roles: {Rep/1: {notebook: n.ipynb, scope: rep}}", "role names are lower-case"),
         ("roles: {rep: {notebook: n.ipynb, scope: rep}}\ntimeout_seconds: 0", "timeout_seconds"),
@@ -208,34 +208,46 @@ def test_an_unknown_role_is_an_error_listing_the_matrix_roles():
         plan_reports(MATRIX, SCOPES, roles=["cfo"])
 
 
-@pytest.mark.parametrize(
-    "bad_id", ["../../etc/passwd", "a/b", ".hidden", "", "x" * 200, "r 1", "..", "c:\\x"]
-)
-def test_an_unsafe_scope_id_in_the_data_is_refused_before_any_report_is_written(
-    tmp_path, monkeypatch, bad_id
-):
-    import kpi_lib.batch
+ODD_IDS = [
+    "../../etc/passwd",
+    "a/b",
+    ".hidden",
+    "x" * 200,
+    "r 1",
+    "..",
+    "c:\\x",
+    "Cara Losch",
+    "José Núñez",
+    "Ann",
+    "ann",
+    "CON",
+    "all",
+    "R001",
+]
 
-    rows = [
-        {"scope": "company", "scope_id": "all", "name": "Company"},
-        {"scope": "rep", "scope_id": bad_id, "name": "Mallory", "team_id": "east"},
+
+def test_any_scope_id_gets_one_safe_report_file_of_its_own():
+    """Ids are data: each report gets one file inside its role's folder, a plain id keeps its
+    name, and no two files differ only by case."""
+    scopes = [("company", "all", "Company", None)] + [
+        ("rep", i, f"Rep {n}", "east") for n, i in enumerate(ODD_IDS)
     ]
-    cube = pd.DataFrame(columns=KPIS_CSV_COLUMNS)
-    monkeypatch.setattr(kpi_lib.batch, "prepare_batch", lambda *a, **k: FakeBatch(rows, cube))
-    nb = stand_in_notebook(tmp_path / "nb.ipynb")
-    matrix = write_matrix(
-        tmp_path / "reports.yaml",
-        {
-            "executive": {"notebook": str(nb), "scope": "company"},
-            "rep": {"notebook": str(nb), "scope": "rep"},
-        },
-    )
-    with pytest.raises(ParamsError, match="cannot name a report file"):
-        render_batch(
-            PERIOD, source="unused", out=str(tmp_path / "out"), matrix=matrix, progress=False
-        )
-    written = [p for p in (tmp_path / "out").rglob("*") if p.suffix in (".html", ".ipynb")]
-    assert written == []
+    specs = plan_reports(MATRIX, scopes)
+    reps = [s for s in specs if s.role == "rep"]
+    assert [s.scope_id for s in reps] == ODD_IDS
+    for s in reps:
+        for path in (s.html_path, s.notebook_path):
+            assert path.parent.name == "rep" and path.name == path.name.strip()
+            assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*\.(html|ipynb)", path.name), path
+            assert len(path.name) <= 120
+    names = [s.html_path.name.lower() for s in reps]
+    assert len(set(names)) == len(names)
+    assert {s.scope_id: s.html_path.name for s in reps}["R001"] == "R001.html"
+    assert {s.scope_id: s.html_path.name for s in reps}["all"] == "all.html"
+    cara = {s.scope_id: s.html_path.name for s in reps}["Cara Losch"]
+    assert cara.startswith("Cara-Losch-") and cara.endswith(".html")
+    again = plan_reports(MATRIX, list(reversed(scopes)))
+    assert {s.scope_id: s.html_path for s in again} == {s.scope_id: s.html_path for s in specs}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -224,6 +224,34 @@ def test_a_real_smtp_server_receives_each_recipient_their_scopes_only(out, recip
 
 
 @pytest.mark.slow
+def test_without_chromium_each_digest_goes_out_with_the_html_report_and_the_ledger_says_so(
+    out, recipients, smtp_server, monkeypatch
+):
+    inbox, port = smtp_server
+    monkeypatch.setenv("KPI_CHROMIUM", str(out / "no-such-chromium"))
+    lines: list[str] = []
+    result = send_batch(
+        "2026-10",
+        out=out,
+        recipients=recipients,
+        smtp=smtp_settings("127.0.0.1", port),
+        retry=FAST,
+        log=lines.append,
+    )
+    assert sorted(result.sent) == sorted(GRANTED) and not result.failed
+    assert [w for w in result.warnings if "no-such-chromium" in w and "PDF" in w]
+    assert "warning" in result.summary() and any("no-such-chromium" in line for line in lines)
+    for email, msg in inbox.parsed().items():
+        types = [p.get_content_type() for p in msg.iter_attachments()]
+        assert types == ["text/html"] * len(GRANTED[email])
+        assert ".pdf" not in msg.get_body(("plain",)).get_content()
+    ledger = Ledger(out / "2026-10" / "outbox" / "ledger.jsonl")
+    pdf_notes = {e["pdf"] for e in ledger.entries.values()}
+    assert len(ledger.entries) == 4 and len(pdf_notes) == 1
+    assert pdf_notes.pop().startswith("missing: Chromium not found at")
+
+
+@pytest.mark.slow
 def test_a_rerun_sends_nothing_already_in_the_ledger(out, recipients, smtp_server):
     inbox, port = smtp_server
     settings = smtp_settings("127.0.0.1", port)
