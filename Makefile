@@ -11,6 +11,10 @@ INSTALLED = $(VENV)/.installed
 
 DEMO = data/demo.duckdb
 SOURCE ?= $(DEMO)
+# The source options every command takes: PRESET=salesforce|hubspot, OPTIONS=, COLMAP=, FX=
+# (or a source YAML as SOURCE, which names them and the org's configuration).
+SOURCE_OPTIONS = $(if $(PRESET),--preset $(PRESET)) $(if $(OPTIONS),--options $(OPTIONS)) \
+	$(if $(COLMAP),--colmap $(COLMAP)) $(if $(FX),--fx $(FX))
 OUT ?= reports
 # Default: the last complete month, as the CLI computes it (evaluated only when used).
 PERIOD ?= $(shell $(PY) -m kpi_lib last-month)
@@ -51,12 +55,12 @@ data: $(INSTALLED)
 ## Render every report of PERIOD (default: last complete month) into reports/PERIOD/
 .PHONY: reports
 reports: $(INSTALLED) $(if $(filter $(DEMO),$(SOURCE)),$(DEMO))
-	$(PY) -m kpi_lib render --period $(PERIOD) --source $(SOURCE) --out $(OUT) $(if $(JOBS),--jobs $(JOBS))
+	$(PY) -m kpi_lib render --period $(PERIOD) --source $(SOURCE) $(SOURCE_OPTIONS) --out $(OUT) $(if $(JOBS),--jobs $(JOBS))
 
 ## Render the month to date (data through yesterday) into reports/<this month>/
 .PHONY: mtd
 mtd: $(INSTALLED) $(if $(filter $(DEMO),$(SOURCE)),$(DEMO))
-	$(PY) -m kpi_lib mtd --source $(SOURCE) --out $(OUT) $(if $(JOBS),--jobs $(JOBS))
+	$(PY) -m kpi_lib mtd --source $(SOURCE) $(SOURCE_OPTIONS) --out $(OUT) $(if $(JOBS),--jobs $(JOBS))
 
 ## Email the digests of PERIOD (via KPI_SMTP_HOST; without it, .eml files in the outbox)
 .PHONY: send
@@ -66,7 +70,7 @@ send: $(INSTALLED)
 ## Render the last complete month and send its digests (SMTP from KPI_SMTP_*, else .eml files)
 .PHONY: monthly
 monthly: $(INSTALLED) $(if $(filter $(DEMO),$(SOURCE)),$(DEMO))
-	$(PY) -m kpi_lib monthly --source $(SOURCE) --out $(OUT) $(if $(JOBS),--jobs $(JOBS))
+	$(PY) -m kpi_lib monthly --source $(SOURCE) $(SOURCE_OPTIONS) --out $(OUT) $(if $(JOBS),--jobs $(JOBS))
 
 ## Open JupyterLab on notebooks/ with the project's kernel
 .PHONY: lab
@@ -132,7 +136,7 @@ bench: $(INSTALLED)
 ## Show this list of targets
 .PHONY: help
 help:
-	@echo "Usage: make <target> [PERIOD=YYYY-MM] [SOURCE=path] [JOBS=n]"
+	@echo "Usage: make <target> [PERIOD=YYYY-MM] [SOURCE=path] [PRESET=name] [JOBS=n]"
 	@echo
 	@awk '/^## /{ sentence = substr($$0, 4); next } \
 	     /^\.PHONY/{ next } \

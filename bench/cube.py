@@ -118,9 +118,11 @@ def sql_params(periods: str, as_of: str = AS_OF, gross_margin: float = 1.0) -> d
 
 
 def default_probabilities() -> dict[str, float]:
+    """The demo org's stage probabilities (``params/kpis.yaml``), as ``compute_cube`` uses them."""
     from kpi_lib.cube import load_settings
+    from kpi_lib.org import DEMO_FILES
 
-    return load_settings()["stage_probabilities"]
+    return load_settings(DEMO_FILES["kpis"])["stage_probabilities"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ P-1 and P-1y) and saves it beside the reports; every notebook of the batch then 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -19,11 +20,12 @@ from pathlib import Path
 import pandas as pd
 
 from kpi_lib._paths import PROJECT_ROOT, project_path, resolve_source
-from kpi_lib.cube import DEFAULT_TARGETS, compute_cube
+from kpi_lib.cube import compute_cube, load_settings
 from kpi_lib.errors import UnknownScopeError
+from kpi_lib.org import org_files
 from kpi_lib.periods import Period, last_complete_month, parse_as_of
-from kpi_lib.redact import redact
-from kpi_lib.sources import Source, load_source
+from kpi_lib.redact import hide_source, redact
+from kpi_lib.sources import Source, SourceSpec, load_source
 
 HISTORY = {"month": 13, "quarter": 8, "year": 4}
 """How many periods ending at P a batch's cube covers, by grain."""
@@ -61,9 +63,18 @@ class Batch:
     source: str
     as_of: str
     targets: str | None
+    """The targets file the cube used (None: no targets)."""
     code_version: str
     generated_at: str = field(default_factory=lambda: datetime.now().isoformat(timespec="seconds"))
     history_dir: str | None = None
+    settings: dict = field(default_factory=lambda: load_settings(None))
+    """The KPI settings the cube used (``cube.org_settings``): gross margin, stage probabilities."""
+    config: dict = field(default_factory=dict)
+    """Which configuration applied (``cube.attrs["config"]``): files and where they came from."""
+    recipients: str | None = None
+    """The org's recipients file (``kpi_lib.org``), for ``send`` without ``--recipients``."""
+    spec: SourceSpec | None = field(default=None, repr=False)
+    """How the source is read, when options say so (``save`` writes it as ``source.yaml``)."""
     open_deals: pd.DataFrame | None = None
     """Every deal open at the period's snapshot (``details.open_deals_table``): the rows behind
     the open-deals and pipeline-by-stage sections, so no report loads the source."""
@@ -120,9 +131,12 @@ class Batch:
         )
 
     def save(self, folder: str | Path) -> Path:
-        """Write ``cube``, ``teams``, ``reps``, ``open_deals`` (``.parquet``) and ``batch.json``."""
+        """Write ``cube``, ``teams``, ``reps``, ``open_deals`` (``.parquet``), ``batch.json`` and,
+        for a source read with options, ``source.yaml`` (then ``source`` names it)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        if self.spec is not None:  # the reports and later commands read the source through it
+            self.source = str(_write_source_file(self.spec, folder / "source.yaml"))
         tables = [("cube", self.cube), ("teams", self.teams), ("reps", self.reps)]
         if self.open_deals is not None:
             tables.append(("open_deals", self.open_deals))
@@ -141,6 +155,9 @@ class Batch:
             "code_version": self.code_version,
             "generated_at": self.generated_at,
             "history_dir": self.history_dir,
+            "settings": self.settings,
+            "config": self.config,
+            "recipients": self.recipients,
         }
         tmp = folder / ".batch.json.tmp"
         tmp.write_text(json.dumps(meta, indent=2))
@@ -173,12 +190,29 @@ class Batch:
                 )
             },
             history_dir=meta.get("history_dir"),
+            settings=meta.get("settings") or load_settings(None),
+            config=meta.get("config") or {},
+            recipients=meta.get("recipients"),
             open_deals=(
                 pd.read_parquet(folder / "open_deals.parquet")
                 if (folder / "open_deals.parquet").exists()
                 else None
             ),
         )
+
+
+def _write_source_file(spec: SourceSpec, path: Path) -> Path:
+    """``spec`` as a source file; a URL's password stays out of it (``redact.hide_source``)."""
+    if spec.is_url:
+        spec = dataclasses.replace(spec, location=hide_source(spec.location))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(spec.to_yaml(), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _path_or_none(path) -> str | None:
+    return None if path is None else str(path)
 
 
 def code_version() -> str:
@@ -211,8 +245,9 @@ def prepare_batch(
     period: str | Period | None,
     out_dir: str | Path | None = None,
     as_of=None,
-    targets: str | None = DEFAULT_TARGETS,
+    targets: str | Path | dict | None = None,
     history_dir: str | Path | None = None,
+    settings: str | Path | dict | None = None,
 ) -> Batch:
     """Compute the cube once for the reports of ``period`` (and its trailing history).
 
@@ -226,6 +261,8 @@ def prepare_batch(
     history_dir
         A snapshot folder (``history/``): today's snapshot of the opportunities is stored there
         and, for a source without stage history, stage history is derived from the snapshots.
+    targets, settings
+        As for ``compute_cube``; default: the org's own (``kpi_lib.org``).
     """
     from kpi_lib.details import open_deals_table
     from kpi_lib.history import load_with_history
@@ -234,7 +271,7 @@ def prepare_batch(
     history = str(project_path(history_dir)) if history_dir else None
     src = load_with_history(resolve_source(source), history)
     periods = [p.shift(-i) for i in reversed(range(HISTORY[p.grain]))]
-    cube = compute_cube(src, periods, as_of=as_of, targets=targets)
+    cube = compute_cube(src, periods, as_of=as_of, targets=targets, settings=settings)
     reps = src.frame("reps")[["rep_id", "rep_name", "team_id", "start_at", "end_at"]].copy()
     reps["is_active"] = (reps["start_at"].isna() | (reps["start_at"] < p.end)) & (
         reps["end_at"].isna() | (reps["end_at"] >= p.start)
@@ -249,10 +286,14 @@ def prepare_batch(
         findings=cube.attrs.get("findings", []),
         fingerprint=src.fingerprint,
         source=redact(str(source)),
+        spec=source if isinstance(source, SourceSpec) else None,
         as_of=as_of_day,
-        targets=None if targets is None else str(targets),
+        targets=cube.attrs["config"]["targets"],
         code_version=code_version(),
         history_dir=history,
+        settings=cube.attrs["settings"],
+        config=cube.attrs["config"],
+        recipients=_path_or_none(org_files(src).recipients),
         open_deals=open_deals_table(src, p, as_of_day),
     )
     if out_dir is not None:
@@ -337,7 +378,7 @@ def report_context(
     scope_id: str = "all",
     source: str = "data/demo.duckdb",
     batch_dir: str = "",
-    targets: str | None = DEFAULT_TARGETS,
+    targets: str | None = None,
     as_of=None,
     scope: str | None = None,
 ) -> ReportContext:

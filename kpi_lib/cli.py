@@ -50,14 +50,7 @@ def _demo_data(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from kpi_lib.validate import validation_report
 
-    report = validation_report(
-        args.source,
-        args.preset,
-        options=args.options,
-        colmap=args.colmap,
-        fx=args.fx,
-        as_of=args.as_of,
-    )
+    report = validation_report(_source(args), as_of=args.as_of)
     print(report.text())
     return EXIT_OK
 
@@ -67,7 +60,7 @@ def _render(args: argparse.Namespace) -> int:
 
     result = render_batch(
         period=args.period,
-        source=args.source,
+        source=_source(args),
         out=args.out,
         jobs=args.jobs,
         as_of=args.as_of,
@@ -83,33 +76,30 @@ def _render(args: argparse.Namespace) -> int:
 def _snapshot(args: argparse.Namespace) -> int:
     from kpi_lib.history import history_coverage, take_snapshot
 
-    result = take_snapshot(
-        args.source,
-        args.history,
-        today=args.today,
-        preset=args.preset,
-        options=args.options,
-        colmap=args.colmap,
-        fx=args.fx,
-        always=args.always,
-    )
+    result = take_snapshot(_source(args), args.history, today=args.today, always=args.always)
     print(result.summary(), file=sys.stderr)
     print(history_coverage(args.history).text(), file=sys.stderr)
     return EXIT_OK
 
 
 def _source(args: argparse.Namespace):
-    """The source path, or a loaded source when a preset, column map or FX table is given."""
-    if not (args.preset or args.colmap or args.fx):
-        return args.source
-    from kpi_lib.sources import load_source
+    """The source the options describe (``sources.source_spec``): parsed once, here."""
+    from kpi_lib.sources import source_spec
 
-    return load_source(
+    return source_spec(
         args.source, args.preset, options=args.options, colmap=args.colmap, fx=args.fx
     )
 
 
-def _source_options(p: argparse.ArgumentParser) -> None:
+def _source_options(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    """The source options every command that reads a source takes, the same way."""
+    p.add_argument(
+        "--source",
+        required=default is None,
+        default=default,
+        help="a folder of CSV/Parquet tables or CRM exports, a DuckDB file, a source YAML "
+        "or a SQL URL" + (f" (default: {default})" if default else ""),
+    )
     p.add_argument(
         "--preset",
         choices=["salesforce", "hubspot"],
@@ -118,6 +108,15 @@ def _source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--options", help="preset options YAML (stage map, qualified leads, teams)")
     p.add_argument("--colmap", help="column map YAML from your files onto the canonical tables")
     p.add_argument("--fx", help="FX table (CSV currency,rate or YAML) for mixed currencies")
+
+
+def _targets_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--targets",
+        default=None,
+        help="targets YAML (default: the org's own, see `init`; params/targets.yaml for the "
+        "demo; '' for none)",
+    )
 
 
 def _default_period() -> str:
@@ -181,7 +180,7 @@ def _scheduled(args: argparse.Namespace, kind: str) -> int:
         with schedule.run_lock(args.out, f"{kind} {plan.period.label}"):
             result = schedule.run(
                 plan,
-                source=args.source,
+                source=_source(args),
                 out=args.out,
                 send=send,
                 recipients=args.recipients,
@@ -209,7 +208,12 @@ def _mtd(args: argparse.Namespace) -> int:
 def _add_delivery_options(p: argparse.ArgumentParser) -> None:
     env = os.environ.get
     p.add_argument("--out", default="reports", help="the reports folder (default: reports)")
-    p.add_argument("--recipients", default="params/recipients.yaml")
+    p.add_argument(
+        "--recipients",
+        default=None,
+        help="who receives which reports (default: the org's own; params/recipients.yaml "
+        "for the demo)",
+    )
     p.add_argument(
         "--smtp-host",
         default=env("KPI_SMTP_HOST"),
@@ -242,9 +246,9 @@ def _add_delivery_options(p: argparse.ArgumentParser) -> None:
 
 def _add_schedule_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--today", help="the run's date YYYY-MM-DD (default $KPI_TODAY, else today)")
-    p.add_argument("--source", default="data/demo.duckdb")
+    _source_options(p, default="data/demo.duckdb")
     p.add_argument("--jobs", type=int, default=None, help="parallel reports (default: cores)")
-    p.add_argument("--targets", default="params/targets.yaml")
+    _targets_option(p)
     p.add_argument("--matrix", default="params/reports.yaml", help="the report matrix")
     p.add_argument(
         "--rerender",
@@ -261,15 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     p = sub.add_parser("kpis", help="compute the KPI cube as CSV")
-    p.add_argument(
-        "--source",
-        required=True,
-        help="folder of CSV/Parquet tables, a DuckDB file, a source YAML or a SQL URL",
-    )
-    p.add_argument("--period", required=True, help="YYYY-MM, YYYY-Qn, YYYY or a range A:B")
     _source_options(p)
+    p.add_argument("--period", required=True, help="YYYY-MM, YYYY-Qn, YYYY or a range A:B")
     p.add_argument("--as-of", help="report date YYYY-MM-DD (default: today)")
-    p.add_argument("--targets", default="params/targets.yaml", help="targets YAML")
+    _targets_option(p)
     p.add_argument("--out", help="CSV file to write (default: stdout)")
     p.set_defaults(run=_kpis)
 
@@ -284,7 +283,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_demo_data)
 
     p = sub.add_parser("validate", help="check a source and print a data-quality report")
-    p.add_argument("--source", required=True)
     p.add_argument(
         "--as-of", help="report date YYYY-MM-DD: later dates are findings (default: today)"
     )
@@ -292,7 +290,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_validate)
 
     p = sub.add_parser("snapshot", help="store today's snapshot of the opportunities (history)")
-    p.add_argument("--source", required=True)
     _source_options(p)
     p.add_argument(
         "--history",
@@ -309,15 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("render", help="render the batch of reports for a period")
     p.add_argument("--period", default=None, help="default: last complete month")
-    p.add_argument(
-        "--source",
-        default="data/demo.duckdb",
-        help="as for kpis; for exports, a source YAML naming path and preset",
-    )
+    _source_options(p, default="data/demo.duckdb")
     p.add_argument("--out", default="reports")
     p.add_argument("--jobs", type=int, default=None, help="parallel reports (default: cores)")
     p.add_argument("--as-of", help="report date YYYY-MM-DD (default: today)")
-    p.add_argument("--targets", default="params/targets.yaml")
+    _targets_option(p)
     p.add_argument(
         "--fresh-kernels",
         action="store_true",

@@ -17,58 +17,92 @@ import yaml
 from kpi_lib._paths import project_path
 from kpi_lib.errors import ParamsError
 from kpi_lib.measures import Window, measure_frames, stage_positions
+from kpi_lib.org import org_files
 from kpi_lib.periods import Period, parse_as_of, parse_periods
 from kpi_lib.registry import HIDDEN, REGISTRY, Count, Derived, Kpi, Ratio, ratio
 from kpi_lib.sources import Source, load_source
 from kpi_lib.targets import Targets, load_targets
 
 CUBE_COLUMNS = ["period", "scope", "scope_id", "kpi", "value", "numerator", "denominator", "target"]
-DEFAULT_TARGETS = "params/targets.yaml"
-DEFAULT_SETTINGS = "params/kpis.yaml"
-_BUILTIN_SETTINGS = {
-    "gross_margin": 1.0,
-    "stage_probabilities": {
-        "Prospecting": 0.1,
-        "Discovery": 0.2,
-        "Demo": 0.4,
-        "Proposal": 0.6,
-        "Negotiation": 0.8,
-    },
-}
+BUILTIN_SETTINGS = {"gross_margin": 1.0, "stage_probabilities": {}}
+"""KPI settings of an org without its own ``kpis.yaml``: CLV on revenue, no stage probabilities
+(the CRM export's are used where it carries them)."""
 
 
-def load_settings(settings: str | Path | dict | None = DEFAULT_SETTINGS) -> dict:
-    """KPI parameters (``gross_margin``, ``stage_probabilities``) over the built-in defaults."""
-    if settings is None:
-        return dict(_BUILTIN_SETTINGS)
-    if not isinstance(settings, dict):
+def load_settings(settings: str | Path | dict | None = None) -> dict:
+    """KPI parameters (``gross_margin``, ``stage_probabilities``) over the built-in defaults.
+
+    ``settings`` is a ``kpis.yaml`` path, a dict of the same shape, or None (the built-in
+    ``BUILTIN_SETTINGS``). Raises ``ParamsError`` naming the file for a bad file.
+
+    Example
+    -------
+    >>> load_settings({"gross_margin": 0.8})
+    {'gross_margin': 0.8, 'stage_probabilities': {}}
+    """
+    origin = "KPI settings"
+    if settings is None or str(settings) == "":
+        settings = {}
+    elif not isinstance(settings, dict):
         path = project_path(settings)
-        if not path.exists():
-            if str(settings) == DEFAULT_SETTINGS:
-                return dict(_BUILTIN_SETTINGS)
+        origin = str(path)
+        if not path.is_file():
             raise ParamsError(f"settings file '{settings}' does not exist")
         try:
             settings = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
-    unknown = set(settings) - set(_BUILTIN_SETTINGS)
+        if not isinstance(settings, dict):
+            raise ParamsError(f"{path}: expected a mapping (gross_margin, stage_probabilities)")
+    unknown = set(settings) - set(BUILTIN_SETTINGS)
     if unknown:
         raise ParamsError(
-            f"KPI settings: unknown key(s) {sorted(unknown)}; known: {list(_BUILTIN_SETTINGS)}"
+            f"{origin}: unknown key(s) {sorted(unknown)}; known: {list(BUILTIN_SETTINGS)}"
         )
-    merged = {**_BUILTIN_SETTINGS, **settings}
+    merged = {**BUILTIN_SETTINGS, **settings}
     margin = merged["gross_margin"]
     if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 < margin <= 1:
-        raise ParamsError(f"KPI settings: gross_margin must be a number in (0, 1], got {margin!r}")
+        raise ParamsError(f"{origin}: gross_margin must be a number in (0, 1], got {margin!r}")
+    merged["stage_probabilities"] = _probabilities(origin, merged["stage_probabilities"])
     return merged
+
+
+def _probabilities(origin: str, given) -> dict[str, float]:
+    """``{stage: probability in [0, 1]}``; a stage left empty (to review) has none."""
+    if given is None:
+        return {}
+    if not isinstance(given, dict):
+        raise ParamsError(f"{origin}: stage_probabilities must map stage names to 0..1")
+    out = {}
+    for stage, p in given.items():
+        if p is None:
+            continue
+        if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p <= 1:
+            raise ParamsError(
+                f"{origin}: stage_probabilities: '{stage}' must be a number in [0, 1], got {p!r}"
+            )
+        out[str(stage)] = float(p)
+    return out
+
+
+def org_settings(src: Source, settings: str | Path | dict | None = None) -> dict:
+    """The KPI settings of the org of ``src``: ``settings`` when given, else its own
+    ``kpis.yaml`` (``kpi_lib.org``), over the built-in ones; stages the settings leave out take
+    the CRM export's probability where it has one (``src.settings``)."""
+    if settings is None:
+        settings = org_files(src).kpis
+    config = load_settings(settings)
+    from_crm = src.settings.get("stage_probabilities", {})
+    config["stage_probabilities"] = {**from_crm, **config["stage_probabilities"]}
+    return config
 
 
 def compute_cube(
     source: str | Path | dict | Source,
     periods: str | Sequence[Period],
     as_of=None,
-    targets: str | Path | dict | Targets | None = DEFAULT_TARGETS,
-    settings: str | Path | dict | None = DEFAULT_SETTINGS,
+    targets: str | Path | dict | Targets | None = None,
+    settings: str | Path | dict | None = None,
 ) -> pd.DataFrame:
     """Compute every KPI for every period of ``periods`` at company, team and rep scope.
 
@@ -84,17 +118,19 @@ def compute_cube(
         The report date (``"2026-11-28"``): rows dated after the end of that day are not known
         yet (a deal won later is still open). Default: today.
     targets
-        ``params/targets.yaml`` (default; none when the file is absent), a dict of that shape,
-        or ``None``.
+        A targets YAML path or a dict of that shape (``{}``: none). Default: the org's own
+        (``kpi_lib.org``: its source file's, the shipped ``params/`` for the demo, else none).
     settings
-        ``params/kpis.yaml``: ``gross_margin`` for CLV (default 1.0) and stage probabilities.
+        A ``kpis.yaml`` path or dict: ``gross_margin`` for CLV and stage probabilities.
+        Default: the org's own, else the built-in ones (``org_settings``).
 
     Returns
     -------
     DataFrame
         One row per period x scope x scope_id x kpi, with ``value``, ``numerator``,
         ``denominator`` and ``target`` (NaN = n/a). ``attrs["unavailable"]`` maps each KPI
-        whose inputs are missing to the reason.
+        whose inputs are missing to the reason; ``attrs["config"]`` names the targets and
+        settings files used and where they came from, ``attrs["settings"]`` the KPI settings.
 
     Example
     -------
@@ -106,13 +142,10 @@ def compute_cube(
     src = load_source(source)
     if len({p.grain for p in wanted}) != 1:
         raise ParamsError("periods of one cube must share one grain (months, quarters or years)")
-    default_targets = isinstance(targets, str | Path) and str(targets) == DEFAULT_TARGETS
-    if default_targets:
-        path = project_path(targets)
-        targets = path if path.exists() else None
-    target_set = load_targets(targets)
-    config = load_settings(settings)
-    notes = _check_target_scopes(target_set, src, strict=not default_targets)
+    files = org_files(src)
+    target_set = load_targets(files.targets if targets is None else targets)
+    config = org_settings(src, settings)
+    _check_target_scopes(target_set, src)
 
     first = min(wanted).year_ago
     window_periods = [first]
@@ -120,7 +153,7 @@ def compute_cube(
         window_periods.append(window_periods[-1].shift(1))
     window = Window(tuple(window_periods), as_of_end)
 
-    probabilities = {**config["stage_probabilities"], **src.settings.get("stage_probabilities", {})}
+    probabilities = config["stage_probabilities"]
     scopes = scope_rows(src)  # teams and reps read before the connection is busy
     index = _grid_index(scopes, window_periods)
     order, frames = measure_frames(src, window, probabilities)  # running in the database
@@ -132,26 +165,35 @@ def compute_cube(
     values, unavailable = _evaluate(src, grid, window_periods, target_series, config, order)
     cube = _assemble(values, target_series, wanted, unavailable)
     cube.attrs["unavailable"] = unavailable
-    cube.attrs["findings"] = [str(f) for f in src.findings] + notes
+    cube.attrs["findings"] = [str(f) for f in src.findings]
+    cube.attrs["config"] = {
+        "targets": _config_name(targets, files.targets),
+        "kpis": _config_name(settings, files.kpis),
+        "origin": files.origin,
+        "has_targets": bool(target_set.kpis),
+    }
+    cube.attrs["settings"] = config
     return cube
 
 
-def _check_target_scopes(targets: Targets, src: Source, strict: bool) -> list[str]:
-    """Target overrides must name teams or reps of the source.
+def _config_name(given, own: Path | None) -> str | None:
+    """The configuration file used: the one given, else the org's own (None: none)."""
+    if given is None:
+        return None if own is None else str(own)
+    if isinstance(given, str | Path):
+        return str(given) or None
+    return "<given>" if given else None
 
-    A targets file given explicitly is checked strictly (``ParamsError``); the default
-    ``params/targets.yaml``, written for the demo org, only yields a note when the source is
-    another org's data, so that pointing the kit at new data never fails on demo targets.
-    """
+
+def _check_target_scopes(targets: Targets, src: Source) -> None:
+    """Target overrides must name teams or reps of the source (``ParamsError`` otherwise)."""
     known = set(src.frame("teams")["team_id"]) | set(src.frame("reps")["rep_id"]) | {"all"}
     unknown = sorted(targets.scope_ids() - known)
-    if unknown and strict:
-        raise ParamsError(f"{targets.origin}: overrides name unknown scope_id(s) {unknown}")
     if unknown:
-        return [
-            f"{targets.origin}: overrides for scope_id(s) {unknown} match no team or rep; ignored"
-        ]
-    return []
+        raise ParamsError(
+            f"{targets.origin}: overrides name scope_id(s) {unknown} that are no team or rep "
+            f"of {src.location}"
+        )
 
 
 def scope_rows(src: Source) -> pd.DataFrame:

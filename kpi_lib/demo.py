@@ -687,11 +687,29 @@ class _Org:
         return np.array([getattr(s, field) for s in SEGMENTS])[segment]
 
 
+def demo_teams() -> dict[str, str]:
+    """``{team_id: team_name}`` of the demo org, whatever its seed, end and scale.
+
+    Example
+    -------
+    >>> list(demo_teams().items())[:2]
+    [('na-ent', 'North America Enterprise'), ('na-mm', 'North America Mid-Market')]
+    """
+    return {
+        f"{prefix}-{short}": f"{region} {SEGMENTS[s].name}"
+        for prefix, region, _, _ in REGIONS
+        for s, short in enumerate(("ent", "mm"))
+    }
+
+
 def _make_org(rng: np.random.Generator, clock: _Clock, scale: float) -> _Org:
     teams = [
-        (f"{prefix}-{short}", f"{region} {SEGMENTS[s].name}", region, s, demand, legal)
-        for prefix, region, demand, legal in REGIONS
-        for s, short in enumerate(("ent", "mm"))
+        (team_id, name, region, s, demand, legal)
+        for (team_id, name), (region, s, demand, legal) in zip(
+            demo_teams().items(),
+            [(r, s, d, lg) for _, r, d, lg in REGIONS for s in range(2)],
+            strict=True,
+        )
     ]
     team_ids, team_names, team_regions, team_segment, team_demand, team_legal = (
         list(column) for column in zip(*teams, strict=True)

@@ -869,7 +869,7 @@ def load_mtd(period_dir: Path, batch) -> pd.DataFrame | None:
         table = pd.read_csv(path, dtype={"scope_id": str})
         if str(table["as_of"].iloc[0]) == str(batch.as_of):
             return table
-    return mtd_comparison(batch.source, batch.as_of, targets=batch.targets)
+    return mtd_comparison(batch.source, batch.as_of, targets=batch.targets or "")
 
 
 def build_digest(

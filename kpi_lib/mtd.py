@@ -15,7 +15,7 @@ from datetime import date, datetime
 import pandas as pd
 
 from kpi_lib import theme
-from kpi_lib.cube import DEFAULT_TARGETS, compute_cube
+from kpi_lib.cube import compute_cube
 from kpi_lib.periods import Period
 from kpi_lib.registry import REGISTRY
 from kpi_lib.sources import Source, load_source
@@ -61,7 +61,7 @@ def same_days_previous(as_of: date | datetime | str) -> pd.Timestamp:
 def mtd_comparison(
     source: str | Source,
     as_of: date | datetime | str,
-    targets=DEFAULT_TARGETS,
+    targets=None,
 ) -> pd.DataFrame:
     """Every KPI of the month containing ``as_of``, to date, against the same days a month ago.
 
@@ -72,7 +72,8 @@ def mtd_comparison(
     as_of
         The last day with data (``'2026-11-14'``: the 1st to the 14th of November 2026).
     targets
-        The targets file; ``target`` is the full month's target.
+        A targets file (default: the org's own; ``""``: none); ``target`` is the full
+        month's target.
 
     Returns
     -------

@@ -229,7 +229,9 @@ def validate_recipients(recipients: RecipientList, batch) -> None:
             continue
         for kind, s in person.scope_pairs(teams):
             if kind == "rep" and s not in team_of:  # 'all', or another team
-                raise ParamsError(f"{where}: a manager of '{person.team_id}' may not see scope '{s}'")
+                raise ParamsError(
+                    f"{where}: a manager of '{person.team_id}' may not see scope '{s}'"
+                )
             if kind == "rep" and team_of[s] != person.team_id:
                 raise ParamsError(
                     f"{where}: rep '{s}' belongs to team '{team_of[s]}', not to the "

@@ -42,7 +42,7 @@ import re
 import sys
 import time
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -58,6 +58,7 @@ from kpi_lib.errors import KpiKitError, ParamsError, UnknownScopeError
 from kpi_lib.file_names import file_stems
 from kpi_lib.periods import Period, last_complete_month
 from kpi_lib.redact import hide_source, redact
+from kpi_lib.sources import SourceSpec, source_spec
 
 __all__ = [
     "BatchResult",
@@ -611,7 +612,7 @@ def render_batch(
     roles: Sequence[str] | None = None,
     jobs: int | None = None,
     as_of=None,
-    targets: str | None = "params/targets.yaml",
+    targets: str | None = None,
     progress: bool = True,
     *,
     matrix: str | Path = "params/reports.yaml",
@@ -628,7 +629,9 @@ def render_batch(
         One period: ``'2026-10'``, ``'2026-Q3'`` (Jul 1 to Sep 30) or ``'2026'``; empty means
         the last complete month.
     source
-        Where the canonical tables live (a DuckDB file, a folder of CSV/Parquet, a SQL URL).
+        Where the canonical tables live (a DuckDB file, a folder of CSV/Parquet, a SQL URL, a
+        source file), or a ``SourceSpec`` (``sources.source_spec``: a preset, column map or FX
+        table); the reports then read it through ``_data/source.yaml``.
     out
         The reports folder; the batch goes to ``<out>/<period>/``.
     roles
@@ -638,7 +641,7 @@ def render_batch(
     as_of
         The report date (``'2026-11-03'``); default today.
     targets
-        The targets file (``params/targets.yaml``).
+        A targets file; default: the org's own (``kpi_lib.org``), ``""``: none.
     progress
         Show a progress bar on stderr.
     matrix
@@ -689,6 +692,8 @@ def render_batch(
     data_dir = period_dir / "_data"
 
     shown_source = hide_source(source) if isinstance(source, str | Path) else source
+    if isinstance(source, str | Path) and source_spec(source) != source:
+        source = source_spec(source)  # a source file: read once, named in _data/source.yaml
     batch, state = _prepare(source, label, as_of, targets, data_dir, force, history_dir)
     scopes = scope_table(batch)
     specs = plan_reports(plan_matrix, scopes, roles)
@@ -705,7 +710,7 @@ def render_batch(
 
     cwd = Path.cwd()
     parameters = {
-        "source": _absolute(shown_source),
+        "source": batch.source if isinstance(source, SourceSpec) else _absolute(shown_source),
         "batch_dir": str(data_dir.resolve()),
         "targets": str(project_path(targets).resolve()) if targets else "",
     }
@@ -782,7 +787,8 @@ def render_batch(
             "roles": list(roles or []) or list(plan_matrix.roles),
             "jobs": jobs,
             "as_of": None if as_of is None else str(as_of),
-            "targets": None if targets is None else str(targets),
+            "targets": getattr(batch, "targets", None),
+            "configuration": getattr(batch, "config", {}).get("origin"),
             "matrix": str(matrix),
             "timeout_seconds": timeout,
             "kernel": plan_matrix.kernel,
@@ -847,7 +853,7 @@ def _prepare(source, label: str, as_of, targets, data_dir: Path, force: bool, hi
     batch = prepare_batch(
         state["src"] or source, label, as_of=as_of, targets=targets, history_dir=history_dir
     )
-    if state["src"] is not None:
+    if state["src"] is not None and not isinstance(source, SourceSpec):
         batch.source = redact(str(source))  # batch.json is an output: no password in it
     return batch, state
 
@@ -859,18 +865,27 @@ def _load(source):
 
 
 def _inputs_key(src, source, label: str, as_of, targets) -> str:
-    from kpi_lib.cube import load_settings
+    from kpi_lib.cube import org_settings
+    from kpi_lib.org import org_files
     from kpi_lib.periods import parse_as_of
 
-    path = project_path(targets) if targets else None
+    if targets is None:
+        path = org_files(src).targets
+    else:
+        path = project_path(targets) if targets else None
     return _render_cache.inputs_key(
         src.fingerprint,
-        str(source),
+        _source_text(source),
         label,
         str(parse_as_of(as_of)),
         str(path) if path is not None and path.is_file() else None,
-        load_settings(),
+        org_settings(src),
     )
+
+
+def _source_text(source) -> str:
+    """The source as the keys see it: a spec's whole source file, else its path or URL."""
+    return source.to_yaml() if isinstance(source, SourceSpec) else str(source)
 
 
 def _keys_inputs(batch, state: dict, source, label: str, as_of, targets) -> tuple[str, dict]:
@@ -895,12 +910,13 @@ def _reuse_unchanged(
 
     Returns the indexes of the reports still to render (all of them with ``force``).
     """
-    from kpi_lib.cube import load_settings
     from kpi_lib.history import DEFAULT_HISTORY_DIR
 
     history_dir = getattr(batch, "history_dir", None) or DEFAULT_HISTORY_DIR
     batch_part = _render_cache.batch_digest(
-        batch, load_settings(), _render_cache.folder_digest(project_path(history_dir))
+        batch,
+        {"settings": getattr(batch, "settings", {}), "config": getattr(batch, "config", {})},
+        _render_cache.folder_digest(project_path(history_dir)),
     )
     previous = {} if force else _render_cache.previous_reports(period_dir / "manifest.json")
     todo = []

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 from functools import cached_property
-from pathlib import Path
 
 import pandas as pd
 
@@ -52,7 +51,7 @@ def open_report(
     scope_id: str = "all",
     source: str = "data/demo.duckdb",
     batch_dir: str = "",
-    targets: str = "params/targets.yaml",
+    targets: str = "",
 ) -> Report:
     """Validate a notebook's parameters and load its data: the first call of every report.
 
@@ -61,7 +60,8 @@ def open_report(
     role
         ``executive`` (scope_id ``all``), ``manager`` (a team_id) or ``rep`` (a rep_id).
     period, scope_id, source, batch_dir, targets
-        The notebook's parameters; relative paths resolve against the project root.
+        The notebook's parameters; relative paths resolve against the project root. Empty
+        ``targets``: the org's own (``kpi_lib.org``; ``params/targets.yaml`` for the demo).
 
     Raises
     ------
@@ -81,12 +81,6 @@ def open_report(
     if role not in ROLES:
         raise ParamsError(f"unknown report role '{role}'; roles: {', '.join(ROLES)}")
     resolved_targets = str(project_path(targets)) if targets else None
-    if (
-        resolved_targets
-        and not Path(resolved_targets).exists()
-        and targets == "params/targets.yaml"
-    ):
-        resolved_targets = None  # the default file is optional: no targets, tiles say so
     ctx = batch.report_context(
         period,
         scope_id,
@@ -143,7 +137,7 @@ class Report(SummarySections, TrendSections, DetailSections, MetaSections):
             return None
         batch = getattr(self.ctx, "batch", None)
         if batch is not None and hasattr(batch, "targets"):
-            targets = batch.targets
+            targets = batch.targets or ""  # the file the batch used; none: none
         else:
             path = self.parameters.get("targets")
             targets = str(project_path(path)) if path and project_path(path).exists() else None
@@ -237,9 +231,8 @@ class Report(SummarySections, TrendSections, DetailSections, MetaSections):
         return self.ctx.source.frame("teams")[["team_id", "team_name"]].astype(str)
 
     def _stage_probabilities(self) -> dict[str, float]:
-        from kpi_lib.cube import load_settings
-
-        return dict(load_settings().get("stage_probabilities", {}))
+        """The stage probabilities the batch's cube used (the org's settings)."""
+        return dict(self.ctx.batch.settings.get("stage_probabilities", {}))
 
     def _stages(self) -> list[str]:
         prefix = "time_in_stage_days:"

@@ -163,14 +163,14 @@ class RunResult:
 def run(
     plan: Plan,
     *,
-    source: str = "data/demo.duckdb",
+    source="data/demo.duckdb",
     out: str | Path = "reports",
     send: bool = True,
-    recipients: str | Path = "params/recipients.yaml",
+    recipients: str | Path | None = None,
     smtp=None,
     retry=None,
     jobs: int | None = None,
-    targets: str | None = "params/targets.yaml",
+    targets: str | None = None,
     matrix: str | Path = "params/reports.yaml",
     rerender: bool = False,
     log: Callable[[str], None] = _stamp_log,
@@ -181,6 +181,10 @@ def run(
     ----------
     plan
         ``monthly_plan(today())`` or ``mtd_plan(today())``.
+    source
+        As for ``render_batch``: a path, a URL, a source file or a ``SourceSpec``.
+    recipients, targets
+        Files given explicitly; default: the org's own (``kpi_lib.org``).
     send
         Deliver the digests (``smtp`` settings, else ``.eml`` files in the outbox).
     rerender
@@ -243,7 +247,7 @@ def run(
     return result
 
 
-def _write_mtd(source: str, plan: Plan, targets, period_dir: Path) -> Path:
+def _write_mtd(source, plan: Plan, targets, period_dir: Path) -> Path:
     """``<period>/mtd.csv``: the to-date comparison the digest and notebooks read."""
     table = mtd_comparison(source, plan.as_of, targets=targets)
     path = period_dir / "mtd.csv"

@@ -50,8 +50,9 @@ from kpi_lib.digest import (
     parse_scopes_header,
 )
 from kpi_lib.errors import KpiKitError, ParamsError
+from kpi_lib.org import INIT_HINT
 from kpi_lib.periods import Period
-from kpi_lib.recipients import DEFAULT_RECIPIENTS, load_recipients
+from kpi_lib.recipients import load_recipients
 
 PASSWORD_ENV = "KPI_SMTP_PASSWORD"
 SECURITY = ("none", "starttls", "ssl")
@@ -322,7 +323,7 @@ def _stderr(line: str) -> None:
 def send_batch(
     period: str | Period,
     out: str | Path = "reports",
-    recipients: str | Path = DEFAULT_RECIPIENTS,
+    recipients: str | Path | None = None,
     smtp: SmtpSettings | None = None,
     retry: RetryPolicy = RetryPolicy(),
     *,
@@ -338,7 +339,8 @@ def send_batch(
     out
         The reports folder.
     recipients
-        ``params/recipients.yaml``; validated against the batch before anything is sent.
+        A recipients file; default: the org's own (``kpi_lib.org``; ``params/recipients.yaml``
+        for the demo). Validated against the batch before anything is sent.
     smtp
         ``smtp_settings(...)``; ``None`` writes ``.eml`` files to ``<out>/<period>/outbox/``.
     retry
@@ -365,6 +367,12 @@ def send_batch(
             f"--period {label} --out {out}` first)"
         )
     batch = Batch.load(data_dir)
+    recipients = recipients or batch.recipients
+    if not recipients:
+        raise KpiKitError(
+            f"no recipients for the org of {batch.source}: name a recipients file with "
+            f"--recipients, or in its source file ({INIT_HINT})"
+        )
     people = load_recipients(recipients, batch)
     outbox = period_dir / "outbox"
     reports = locate_reports(period_dir, batch)
@@ -421,7 +429,9 @@ def send_batch(
                 if auditor is None:
                     auditor = Auditor(Directory.from_batch(batch))
                 leaks = scan_message(
-                    auditor, msg, person.scope_pairs(set(auditor.directory.teams)),
+                    auditor,
+                    msg,
+                    person.scope_pairs(set(auditor.directory.teams)),
                     recipient=person.email,
                 )
                 if leaks:  # never deliver a digest that names someone outside its scopes

@@ -41,7 +41,10 @@ from kpi_lib.schema import ACTIVITY_TYPES, SPEND_CATEGORIES, TABLES, TableSpec
 _NULL_TEXT = {"", "na", "n/a", "null", "none", "nan", "nat"}
 _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
 _FALSE = {"false", "f", "no", "n", "0", "0.0"}
-_SOURCE_FILE_KEYS = {"path", "url", "preset", "options", "colmap", "fx"}
+_READ_KEYS = ("preset", "options", "colmap", "fx")
+CONFIG_KEYS = ("targets", "kpis", "recipients")
+"""The org's configuration a source file may name: its targets, KPI settings and recipients."""
+_SOURCE_FILE_KEYS = {"path", "url", *_READ_KEYS, *CONFIG_KEYS}
 
 
 @dataclass
@@ -81,6 +84,8 @@ class Source:
     quarantine: dict[str, pd.DataFrame] = field(default_factory=dict)
     accounting: list[dict] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
+    config_files: dict[str, str] = field(default_factory=dict)
+    """The org's configuration files its source file names (``CONFIG_KEYS``), absolute paths."""
     _con: object | None = None
     _fingerprint: str | None = None
     _tables: dict[str, ibis.Table] | None = None
@@ -203,6 +208,142 @@ class Source:
         return pd.DataFrame(self.accounting, columns=columns)
 
 
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where a source is, how to read it, and which configuration belongs to its org.
+
+    What the source options of every command (``--source``, ``--preset``, ``--options``,
+    ``--colmap``, ``--fx``) and a source file say, in one value: ``load_source`` reads it, and
+    ``to_yaml`` writes it as a source file for processes that take a path (the report
+    notebooks). Paths are absolute; ``location`` is a folder, a file or a SQL URL.
+
+    Example
+    -------
+    >>> spec = source_spec("exports/", preset="salesforce")          # doctest: +SKIP
+    >>> print(spec.to_yaml())                                         # doctest: +SKIP
+    path: /srv/kpi-kit/exports
+    preset: salesforce
+    """
+
+    location: str
+    preset: str | None = None
+    options: str | None = None
+    colmap: str | None = None
+    fx: str | None = None
+    targets: str | None = None
+    kpis: str | None = None
+    recipients: str | None = None
+    origin: str | None = None
+    """The source file this was read from, if any (named in messages)."""
+
+    @property
+    def is_url(self) -> bool:
+        return "://" in self.location and not Path(self.location).exists()
+
+    @property
+    def config_files(self) -> dict[str, str]:
+        return {k: getattr(self, k) for k in CONFIG_KEYS if getattr(self, k)}
+
+    def to_yaml(self) -> str:
+        """The source file of this spec (``path:`` or ``url:``, then what is set)."""
+        data = {"url" if self.is_url else "path": self.location}
+        data |= {k: getattr(self, k) for k in (*_READ_KEYS, *CONFIG_KEYS) if getattr(self, k)}
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+    def __str__(self) -> str:
+        read = ", ".join(
+            f"{k} {Path(str(getattr(self, k))).name}" for k in _READ_KEYS[1:] if getattr(self, k)
+        )
+        how = (
+            f" ({self.preset} preset{', ' + read if read else ''})"
+            if self.preset
+            else (f" ({read})" if read else "")
+        )
+        return f"{self.origin or self.location}{how}"
+
+
+def source_spec(
+    source,
+    preset: str | None = None,
+    *,
+    options=None,
+    colmap=None,
+    fx=None,
+):
+    """The source the options describe: a ``SourceSpec`` when a source file or an option is
+    given, else ``source`` as it is (a path, a URL, frames, a loaded ``Source``).
+
+    Options given here override the source file's. Relative paths in a source file are relative
+    to it; relative paths given here, to the working directory.
+
+    Example
+    -------
+    >>> source_spec("data/demo.duckdb")
+    'data/demo.duckdb'
+    >>> source_spec("crm/", preset="hubspot").preset                  # doctest: +SKIP
+    'hubspot'
+    """
+    given = {"preset": preset, "options": options, "colmap": colmap, "fx": fx}
+    if isinstance(source, SourceSpec):
+        return dataclasses.replace(source, **_absolute_options(given))
+    if _is_source_file(source):
+        spec = read_source_file(Path(source))
+        return dataclasses.replace(spec, **_absolute_options(given))
+    if not any(v is not None for v in given.values()):
+        return source
+    if not isinstance(source, str | Path):
+        raise SourceError("presets, column maps and FX tables read files; give a folder or a file")
+    location = str(source) if _is_remote(str(source)) else str(Path(source).resolve())
+    return SourceSpec(location, **_absolute_options(given))
+
+
+def _absolute_options(given: dict) -> dict:
+    out = {}
+    for key, value in given.items():
+        if value is None:
+            continue
+        if key != "preset" and isinstance(value, str | Path):
+            value = str(Path(value).resolve())
+        out[key] = value
+    return out
+
+
+def read_source_file(path: Path) -> SourceSpec:
+    """The ``SourceSpec`` of a YAML source file; a column map YAML reads the files beside it.
+
+    Raises ``SourceError`` naming the file for a missing file, bad YAML or unknown keys.
+    """
+    path = Path(path)
+    data = _read_yaml(path, "source file")
+    origin = str(path)
+    if "tables" in data:  # a column map whose files are relative to it
+        return SourceSpec(str(path.parent.resolve()), colmap=str(path.resolve()), origin=origin)
+    unknown = set(data) - _SOURCE_FILE_KEYS
+    if unknown or ("path" in data) == ("url" in data):
+        raise SourceError(
+            f"{path}: a source file needs exactly one of 'path' or 'url', and may add "
+            f"{', '.join(repr(k) for k in (*_READ_KEYS, *CONFIG_KEYS))} "
+            f"(unknown keys: {sorted(unknown) or 'none'})"
+        )
+
+    def near(value):
+        if value is None or isinstance(value, dict):
+            return value
+        p = Path(str(value)).expanduser()
+        return str((p if p.is_absolute() else path.parent / p).resolve())
+
+    location = str(data["url"]) if "url" in data else near(data["path"])
+    preset = data.get("preset")
+    if preset is not None:
+        preset = str(preset)
+    return SourceSpec(
+        location,
+        preset,
+        **{k: near(data.get(k)) for k in (*_READ_KEYS[1:], *CONFIG_KEYS)},
+        origin=origin,
+    )
+
+
 def load_source(
     source: str | Path | dict[str, pd.DataFrame] | Source,
     preset: str | None = None,
@@ -253,8 +394,17 @@ def load_source(
     """
     if isinstance(source, Source):
         return source
-    if _is_source_file(source):
-        return _load_source_file(Path(source), preset, options, colmap, fx, as_of)
+    if isinstance(source, SourceSpec) or _is_source_file(source):
+        spec = source_spec(source, preset, options=options, colmap=colmap, fx=fx)
+        src = load_source(
+            spec.location,
+            spec.preset,
+            options=spec.options,
+            colmap=spec.colmap,
+            fx=spec.fx,
+            as_of=as_of,
+        )
+        return dataclasses.replace(src, config_files=spec.config_files)
     rates = load_fx(fx)
     if _is_remote(source):
         from kpi_lib.warehouse import load_remote
@@ -386,35 +536,6 @@ def _read_yaml(path: Path, what: str) -> dict:
     if not isinstance(data, dict):
         raise SourceError(f"{path}: expected a mapping at the top of the {what}")
     return data
-
-
-def _load_source_file(path: Path, preset, options, colmap, fx, as_of) -> Source:
-    """A YAML source file: where the data is and how to read it (or a column map itself)."""
-    spec = _read_yaml(path, "source file")
-    if "tables" in spec:  # a column map whose files are relative to it
-        return load_source(path.parent, colmap=path, fx=fx, as_of=as_of)
-    unknown = set(spec) - _SOURCE_FILE_KEYS
-    if unknown or ("path" in spec) == ("url" in spec):
-        raise SourceError(
-            f"{path}: a source file needs exactly one of 'path' or 'url', and may add "
-            f"'preset', 'options', 'colmap', 'fx' (unknown keys: {sorted(unknown) or 'none'})"
-        )
-
-    def near(value):
-        if value is None or isinstance(value, dict):
-            return value
-        p = Path(value)
-        return p if p.is_absolute() else path.parent / p
-
-    target = spec["url"] if "url" in spec else near(spec["path"])
-    return load_source(
-        target,
-        preset or spec.get("preset"),
-        options=options or near(spec.get("options")),
-        colmap=colmap or near(spec.get("colmap")),
-        fx=fx or near(spec.get("fx")),
-        as_of=as_of,
-    )
 
 
 def read_table_file(file: Path, table: str) -> pd.DataFrame:

@@ -52,9 +52,7 @@ class Targets:
     def kpis(self) -> list[str]:
         return list(self.entries)
 
-    def resolve(
-        self, kpi: str, period: Period, scope: str, scope_id: str | None
-    ) -> float | None:
+    def resolve(self, kpi: str, period: Period, scope: str, scope_id: str | None) -> float | None:
         """The target of ``kpi`` for one scope and period, or ``None`` when there is none.
 
         An override naming ``period`` wins; else a month (and any period of a ratio KPI) takes
@@ -150,14 +148,15 @@ def _is_kind_rule(rule: dict, scope: str) -> bool:
 
 
 def load_targets(targets: str | Path | dict | Targets | None) -> Targets:
-    """Read and check targets from a YAML path, a dict of the same shape, or nothing.
+    """Read and check targets from a YAML path, a dict of the same shape, or nothing
+    (``None`` or ``""``: no targets).
 
     Raises ``ParamsError`` naming the file and the entry at fault (unknown KPI, bad scope,
     bad period, non-numeric value).
     """
     if isinstance(targets, Targets):
         return targets
-    if targets is None:
+    if targets is None or (isinstance(targets, str) and not targets):
         return Targets({})
     origin = "<targets>"
     if not isinstance(targets, dict):
