@@ -233,7 +233,7 @@ class DetailSections:
                     count_text(s.deals),
                     bar_html(s.amount / top if top else 0, COLORS["primary"])
                     + esc(format_value(s.amount, "currency")),
-                    esc(format_value(s.weighted_amount, "currency")),
+                    self._weighted_cell(s.stage, s.weighted_amount),
                     esc(format_value(self.value(f"time_in_stage_days:{s.stage}"), "days")),
                     self._rate_cell(f"stage_conversion:{s.stage}", self.scope, self.scope_id)
                     if f"stage_conversion:{s.stage}" in self._stages_kpis()
@@ -383,6 +383,12 @@ class DetailSections:
             f"Deals needed to hit target</div>{text}</div>"
         )
 
+    def _weighted_cell(self, stage: str, weighted: float) -> str:
+        """A weighted amount, or "no probability" for a stage that has none (never $0)."""
+        if stage not in self._stage_probabilities():
+            return '<span class="kr-sub">no probability</span>'
+        return esc(format_value(weighted, "currency"))
+
     def open_deals(self, limit: int = 15) -> Html:
         """This scope's deals open at the end of the period: stage, amount, age, expected close."""
         from kpi_lib import details
@@ -409,7 +415,7 @@ class DetailSections:
                     + f'<div class="kr-sub">{esc(d.opportunity_id)}</div>',
                     esc(d.stage),
                     esc(format_value(d.amount, "currency")),
-                    esc(format_value(d.weighted_amount, "currency")),
+                    self._weighted_cell(d.stage, d.weighted_amount),
                     f"{d.age_days:,.0f}" if not is_missing(d.age_days) else theme.NA,
                     esc(close)
                     + (' <span class="kr-pill kr-bad">overdue</span>' if overdue else ""),

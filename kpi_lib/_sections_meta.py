@@ -33,7 +33,9 @@ class MetaSections:
 
     def data_quality(self) -> Html:
         """A note listing unavailable KPIs and data-quality findings; empty when all is well."""
-        findings = list(getattr(self.ctx, "findings", []) or [])
+        unpriced = self.unpriced_note()
+        findings = [unpriced] if unpriced else []
+        findings += list(getattr(self.ctx, "findings", []) or [])
         unavailable = self.unavailable
         if not findings and not unavailable:
             return Html("")

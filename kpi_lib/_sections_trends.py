@@ -317,6 +317,13 @@ class TrendSections:
         status = "neutral"
         if not is_missing(target) and target and not is_missing(run_rate):
             status = theme.attainment_status(run_rate / target)
+        if not self.unpriced_stages.empty:
+            left_out = format_value(self.unpriced_stages["amount"].sum(), "currency")
+            names = ", ".join(self.unpriced_stages["stage"].head(3))
+            sentences.append(
+                f"The weighted pipeline leaves out <b>{esc(left_out)}</b> in stages without a "
+                f"probability ({esc(names)}; see Data quality)."
+            )
         body = f'<div class="kr-stats">{"".join(stats)}</div>'
         if sentences:
             body += f'<p style="margin:8px 0 0">{" ".join(sentences)}</p>'
@@ -331,13 +338,17 @@ class TrendSections:
         )
 
     def _target_for(self, kpi: str, period: Period) -> float:
-        path = self.parameters.get("targets")
-        if not path:
-            return math.nan
-        resolved = Path(project_path(path))
-        if not resolved.exists():
-            return math.nan
+        """The target of ``kpi`` for this scope in ``period`` from the targets the batch used
+        (a file, or the targets themselves), else the report's ``targets`` parameter."""
         from kpi_lib.targets import load_targets
 
-        value = load_targets(resolved).resolve(kpi, period, self.scope, self.scope_id)
+        targets = getattr(getattr(self.ctx, "batch", None), "targets", None)
+        targets = targets or self.parameters.get("targets")
+        if isinstance(targets, str | Path) and targets:
+            targets = project_path(targets)
+            if not targets.is_file():
+                return math.nan
+        if not targets:
+            return math.nan
+        value = load_targets(targets).resolve(kpi, period, self.scope, self.scope_id)
         return math.nan if value is None else float(value)

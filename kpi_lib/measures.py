@@ -232,7 +232,8 @@ def _opportunity_measures(w: Window, o: ibis.Table) -> Iterator[_Query]:
 def _pipeline(
     w: Window, o: ibis.Table, probabilities: dict[str, float], history: ibis.Table | None
 ) -> _Query:
-    """Open amount at the end of each period, and weighted by the stage the deal was in then."""
+    """Open amount at the end of each period, weighted by the stage the deal was in then, and
+    the part in stages without a probability (``unpriced_pipeline``)."""
     periods = w.table()
     end = o.join(
         periods,
@@ -268,6 +269,9 @@ def _pipeline(
         end.owner_rep_id,
         pipeline_amount=end.amount.sum().fill_null(0),
         weighted_pipeline=(end.amount * end.probability.fill_null(0)).sum().fill_null(0),
+        unpriced_pipeline=ibis.ifelse(end.probability.isnull(), end.amount, 0)
+        .sum()
+        .fill_null(0),
     )
 
 

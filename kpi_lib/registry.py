@@ -129,6 +129,18 @@ def _attainment(get):
     return ratio(revenue, target), revenue, target
 
 
+def _weighted_pipeline(get):
+    """The weighted open amount; n/a where there is open amount and none of it has a stage
+    probability (nothing to weigh it by), instead of a silent 0."""
+    weighted, unpriced, pipe = (
+        get("_weighted_pipeline"),
+        get("_unpriced_pipeline"),
+        get("pipeline_amount"),
+    )
+    value = weighted.where(~((pipe > 0) & (unpriced >= pipe)))
+    return value, value, pd.Series(np.nan, index=value.index)
+
+
 def _deals_needed(get):
     revenue, target, size = get("revenue"), get("_target:revenue"), get("avg_deal_size")
     remaining = (target - revenue).clip(lower=0)
@@ -295,9 +307,11 @@ _KPIS: list[Kpi] = [
         True,
         "Open pipeline weighted by each deal's stage probability: what it is likely to bring.",
         "sum of amount x probability(stage at the end of P), open opportunities",
-        Count("weighted_pipeline"),
+        Derived(_weighted_pipeline, ("pipeline_amount", "_weighted_pipeline", "_unpriced_pipeline")),
         ("opportunities.amount",),
-        edge_cases="Stage probabilities come from params/stages.yaml; a stage without one counts 0.",
+        edge_cases="Stage probabilities come from the org's kpis.yaml, else from the CRM export; "
+        "deals in a stage without one are left out and the report names those stages; when no "
+        "open amount has a probability the weighted pipeline is n/a, never 0.",
     ),
     # --- revenue --------------------------------------------------------------------------------
     Kpi(
@@ -457,6 +471,26 @@ _KPIS: list[Kpi] = [
 
 # Helpers the derived KPIs read; computed like KPIs, never shown in the cube.
 _HIDDEN: list[Kpi] = [
+    Kpi(
+        "_weighted_pipeline",
+        "",
+        "currency",
+        True,
+        "",
+        "",
+        Count("weighted_pipeline"),
+        ("opportunities.amount",),
+    ),
+    Kpi(
+        "_unpriced_pipeline",
+        "",
+        "currency",
+        True,
+        "",
+        "",
+        Count("unpriced_pipeline"),
+        ("opportunities.amount",),
+    ),
     Kpi(
         "_accounts_prev",
         "",

@@ -234,6 +234,41 @@ class Report(SummarySections, TrendSections, DetailSections, MetaSections):
         """The stage probabilities the batch's cube used (the org's settings)."""
         return dict(self.ctx.batch.settings.get("stage_probabilities", {}))
 
+    @cached_property
+    def unpriced_stages(self) -> pd.DataFrame:
+        """This scope's open deals in stages without a probability, one row per stage:
+        ``stage, deals, amount``, largest amount first (empty when every stage has one)."""
+        from kpi_lib import details
+
+        deals = details.open_deals(
+            self.ctx.open_deals, self.period, self.scope, self.scope_id, as_of=self.ctx.as_of
+        )
+        unpriced = deals[~deals["stage"].isin(list(self._stage_probabilities()))]
+        return (
+            unpriced.groupby("stage", sort=False)
+            .agg(deals=("opportunity_id", "size"), amount=("amount", "sum"))
+            .reset_index()
+            .sort_values(["amount", "stage"], ascending=[False, True], kind="stable")
+            .reset_index(drop=True)
+        )
+
+    def unpriced_note(self) -> str:
+        """One sentence naming the stages the weighted pipeline leaves out, or ``""``."""
+        stages = self.unpriced_stages
+        if stages.empty:
+            return ""
+        named = ", ".join(
+            f"{s.stage} ({s.deals:,} open, {format_value(s.amount, 'currency')})"
+            for s in stages.head(5).itertuples(index=False)
+        )
+        more = f" and {len(stages) - 5} more" if len(stages) > 5 else ""
+        where = self.ctx.batch.config.get("kpis") or "the org's kpis.yaml"
+        return (
+            f"Stages without a probability: {named}{more}. The weighted pipeline leaves them "
+            f"out; set their probability under stage_probabilities in {where} "
+            "(python -m kpi_lib init writes a starting one)."
+        )
+
     def _stages(self) -> list[str]:
         prefix = "time_in_stage_days:"
         return [

@@ -1552,3 +1552,51 @@ def test_a_missing_required_table_is_a_kit_error_naming_it():
             as_of="2026-11-28",
             targets={},
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# pipeline_amount and weighted_pipeline: deals open at the end of P, weighted by stage
+# ---------------------------------------------------------------------------------------------
+
+# Open at the end of October: r1 Demo 1000 and Engaging 500; r3 (west) Engaging 200.
+# O4 was won in October (closed: no pipeline). Demo has a probability (0.4), Engaging none.
+PIPELINE = [
+    opp("O1", "r1", stage="Demo", amount=1000),
+    opp("O2", "r1", stage="Engaging", amount=500),
+    opp("O3", "r3", stage="Engaging", amount=200),
+    won("O4", "2026-10-10", 900, "r2"),
+]
+DEMO_ONLY = {"stage_probabilities": {"Demo": 0.4}}
+
+
+@pytest.mark.parametrize(
+    ("scope", "scope_id", "pipeline", "weighted"),
+    [
+        ("company", "all", 1700, 400),  # 1000 x 0.4; Engaging is left out, not counted as 0
+        ("team", "east", 1500, 400),
+        ("team", "west", 200, NAN),  # open amount, none of it priced: n/a, never 0
+        ("rep", "r2", 0, 0),  # nothing open: 0
+    ],
+)
+def test_weighted_pipeline_leaves_out_stages_without_a_probability_and_is_na_when_none_has_one(
+    scope, scope_id, pipeline, weighted
+):
+    c = cube(OCT, PIPELINE, settings=DEMO_ONLY)
+    assert value(c, "pipeline_amount", OCT, scope, scope_id) == same(pipeline)
+    assert value(c, "weighted_pipeline", OCT, scope, scope_id) == same(weighted)
+
+
+def test_weighted_pipeline_is_na_for_an_org_without_any_stage_probability():
+    c = cube(OCT, PIPELINE, settings={})
+    assert value(c, "pipeline_amount", OCT) == same(1700)
+    assert math.isnan(value(c, "weighted_pipeline", OCT))
+
+
+def test_crm_probabilities_fill_the_stages_the_org_settings_leave_out_and_never_override_them():
+    import dataclasses
+
+    crm = {"stage_probabilities": {"Engaging": 0.1, "Demo": 0.9}}
+    src = dataclasses.replace(source(PIPELINE), settings=crm)
+    c = kpi_lib.compute_cube(src, OCT, as_of="2026-11-28", targets={}, settings=DEMO_ONLY)
+    assert value(c, "weighted_pipeline", OCT) == same(1000 * 0.4 + 700 * 0.1)
+    assert c.attrs["settings"]["stage_probabilities"] == {"Engaging": 0.1, "Demo": 0.4}

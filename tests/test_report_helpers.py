@@ -197,6 +197,7 @@ def tiny():
         "2025-10:2026-10",
         as_of="2026-11-28",
         targets={"revenue": {"company": 1000.0, "team": 500.0, "rep": 200.0}},
+        settings={"stage_probabilities": {"Demo": 0.5}},  # Proposal has none
     )
     return src, cube
 
@@ -219,7 +220,11 @@ def report_for(tiny, role, scope, scope_id, name, team_id=None) -> Report:
         as_of="2026-11-28",
         generated_at="2026-11-28T09:00:00",
         batch=SimpleNamespace(
-            reps=pd.DataFrame(REPS).assign(is_active=True), teams=pd.DataFrame(TEAMS)
+            reps=pd.DataFrame(REPS).assign(is_active=True),
+            teams=pd.DataFrame(TEAMS),
+            settings=cube.attrs["settings"],
+            config={**cube.attrs["config"], "kpis": "crm/kpis.yaml"},
+            targets=None,
         ),
     )
     return Report(
@@ -406,3 +411,24 @@ def test_reps_in_scope_keeps_reps_active_in_the_period():
     assert list(details.reps_in_scope(src, Period.parse("2026-10"), "team", "east")["rep_id"]) == [
         "r2"
     ]
+
+
+def test_stages_without_a_probability_are_named_with_their_open_amount_never_weighted_as_zero(
+    tiny,
+):
+    """Team east holds o6 (Demo, 70, probability 0.5) and o7 (Proposal, 30, no probability)."""
+    report = report_for(tiny, "manager", "team", "east", "East")
+    assert report.unpriced_stages.to_dict("records") == [
+        {"stage": "Proposal", "deals": 1, "amount": 30.0}
+    ]
+    quality = str(report.data_quality())
+    assert "Stages without a probability: Proposal (1 open, $30)" in quality
+    assert "crm/kpis.yaml" in quality
+    assert "leaves out <b>$30</b> in stages without a probability (Proposal" in str(
+        report.outlook()
+    )
+    stages = str(report.pipeline_by_stage())
+    proposal_row = stages[stages.index(">Proposal<") :].split("</tr>")[0]
+    assert "no probability" in proposal_row and "$0" not in proposal_row
+    west = report_for(tiny, "manager", "team", "west", "West")  # no open deals: nothing to say
+    assert west.unpriced_stages.empty and "without a probability" not in str(west.data_quality())
