@@ -32,11 +32,21 @@ class SummarySections:
         else:
             name = "Company performance"
             sub = "All teams and reps"
+        versus = [
+            label
+            for label, period in (
+                (self.previous_label, self.period.previous),
+                (self.year_ago_label, self.period.year_ago),
+            )
+            if self.has_data(period.label)
+        ]
         chips = [
             f"Period: {esc(self.period_name)}",
             f"Data as of {esc(self.ctx.as_of)}",
-            f"vs {esc(self.previous_label)} and {esc(self.year_ago_label)}",
+            f"vs {' and '.join(esc(v) for v in versus)}" if versus else "first period of data",
         ]
+        if not self.has_data(self.period.year_ago.label) and versus:
+            chips[2] += f" (no data for {esc(self.year_ago_label)})"
         partial = ""
         if self.window is not None:
             if self.period.grain == "month":
@@ -291,6 +301,10 @@ class SummarySections:
             year_ago=self.value(kpi, self.period.year_ago.label),
             previous_label=self.previous_label,
             year_ago_label=self.year_ago_label,
+            no_data_before=(
+                not self.has_data(self.period.previous.label),
+                not self.has_data(self.period.year_ago.label),
+            ),
         )
         partial = self.partial
         if partial is not None:
@@ -300,6 +314,7 @@ class SummarySections:
                 previous=partial.figure(self.scope, self.scope_id, kpi, "previous_same_days"),
                 previous_label=partial.previous_window,
                 year_ago_label=None,
+                no_data_before=(False, False),
                 projection=partial.projection(self.scope, self.scope_id, kpi)
                 if meta.additive
                 else math.nan,

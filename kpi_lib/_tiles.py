@@ -116,9 +116,14 @@ def sparkline_svg(
     )
 
 
-def delta_html(delta: float, unit: str, higher_is_better: bool | None, versus: str) -> str:
+def delta_html(
+    delta: float, unit: str, higher_is_better: bool | None, versus: str, no_data: bool = False
+) -> str:
     """``▲ +8% vs Sep 26`` coloured by whether the move is good (by ``higher_is_better``;
-    None: not judged, as for a cohort that is still maturing)."""
+    None: not judged, as for a cohort that is still maturing). ``no_data``: the org has no
+    data in the period compared with, and the line says so (``no data for Nov 25``)."""
+    if no_data:
+        return f'<span class="kr-delta kr-neutral kr-nodata">no data for {esc(versus)}</span>'
     if is_missing(delta):
         return f'<span class="kr-delta kr-neutral">– vs {esc(versus)}</span>'
     status = (
@@ -150,6 +155,7 @@ def kpi_tile(
     projection: float = math.nan,
     projection_label: str = "",
     maturing: str = "",
+    no_data_before: tuple[bool, bool] = (False, False),
 ) -> str:
     """One KPI tile as HTML: label, value, target with attainment colour, changes, sparkline.
 
@@ -176,6 +182,9 @@ def kpi_tile(
     maturing
         Why a cohort rate will still rise (``"qualified 29-60 days ago; ..."``): shown under
         the value, and neither the target nor the changes are coloured as good or bad yet.
+    no_data_before
+        ``(previous, year_ago)``: the org has no data in that period (it starts later), so the
+        line says "no data for ..." instead of a change.
 
     Example
     -------
@@ -219,6 +228,7 @@ def kpi_tile(
             meta.unit,
             None if maturing else meta.higher_is_better,
             previous_label,
+            no_data=no_data_before[0],
         )
         + "</div>"
     )
@@ -230,6 +240,7 @@ def kpi_tile(
                 meta.unit,
                 None if maturing else meta.higher_is_better,
                 year_ago_label,
+                no_data=no_data_before[1],
             )
             + "</div>"
         )

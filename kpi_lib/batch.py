@@ -73,11 +73,24 @@ class Batch:
     """Which configuration applied (``cube.attrs["config"]``): files and where they came from."""
     recipients: str | None = None
     """The org's recipients file (``kpi_lib.org``), for ``send`` without ``--recipients``."""
+    data_start: str | None = None
+    """The first period with any data when the data starts inside the cube's reach (a young
+    org, an export that begins mid-year); reports show nothing before it (``has_data``)."""
     spec: SourceSpec | None = field(default=None, repr=False)
     """How the source is read, when options say so (``save`` writes it as ``source.yaml``)."""
     open_deals: pd.DataFrame | None = None
     """Every deal open at the period's snapshot (``details.open_deals_table``): the rows behind
     the open-deals and pipeline-by-stage sections, so no report loads the source."""
+
+    def has_data(self, period: str) -> bool:
+        """Whether the org has data in ``period`` (a label of the batch's grain): False for a
+        period that ends before the data starts, whose zeros mean "no data", not "nothing".
+
+        Example: with ``data_start='2025-08'``, ``has_data('2025-07')`` is False.
+        """
+        if self.data_start is None:
+            return True
+        return Period.parse(period).end > Period.parse(self.data_start).start
 
     def scopes(self) -> list[Scope]:
         """The company, every team, and every rep active in P (one report each)."""
@@ -158,6 +171,7 @@ class Batch:
             "settings": self.settings,
             "config": self.config,
             "recipients": self.recipients,
+            "data_start": self.data_start,
         }
         tmp = folder / ".batch.json.tmp"
         tmp.write_text(json.dumps(meta, indent=2))
@@ -193,6 +207,7 @@ class Batch:
             settings=meta.get("settings") or load_settings(None),
             config=meta.get("config") or {},
             recipients=meta.get("recipients"),
+            data_start=meta.get("data_start"),
             open_deals=(
                 pd.read_parquet(folder / "open_deals.parquet")
                 if (folder / "open_deals.parquet").exists()
@@ -294,6 +309,7 @@ def prepare_batch(
         settings=cube.attrs["settings"],
         config=cube.attrs["config"],
         recipients=_path_or_none(org_files(src).recipients),
+        data_start=cube.attrs["data_start"],
         open_deals=open_deals_table(src, p, as_of_day),
     )
     if out_dir is not None:

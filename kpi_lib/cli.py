@@ -119,6 +119,17 @@ def _targets_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _init(args: argparse.Namespace) -> int:
+    from kpi_lib.org_setup import write_starter_config
+    from kpi_lib.schedule import today
+
+    result = write_starter_config(
+        _source(args), args.out, org=args.org, today=today(args.today), force=args.force
+    )
+    print(result.summary(), file=sys.stderr)
+    return EXIT_OK
+
+
 def _default_period() -> str:
     from kpi_lib.periods import last_complete_month
 
@@ -343,6 +354,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_schedule_options(p)
     p.add_argument("--send", action="store_true", help="also send the digests")
     p.set_defaults(run=_mtd)
+
+    p = sub.add_parser(
+        "init", help="write a starting configuration (targets, stages, recipients) for an org"
+    )
+    _source_options(p)
+    p.add_argument("--out", help="the folder to write (default: params/<org>/)")
+    p.add_argument("--org", help="the org's name (default: from the source's name)")
+    p.add_argument(
+        "--today", help="count actuals to this date, YYYY-MM-DD (default $KPI_TODAY, else today)"
+    )
+    p.add_argument("--force", action="store_true", help="replace the files of an existing folder")
+    p.set_defaults(run=_init)
 
     p = sub.add_parser("last-month", help="print the last complete month (YYYY-MM)")
     p.set_defaults(run=_last_month)

@@ -130,7 +130,9 @@ def compute_cube(
         One row per period x scope x scope_id x kpi, with ``value``, ``numerator``,
         ``denominator`` and ``target`` (NaN = n/a). ``attrs["unavailable"]`` maps each KPI
         whose inputs are missing to the reason; ``attrs["config"]`` names the targets and
-        settings files used and where they came from, ``attrs["settings"]`` the KPI settings.
+        settings files used and where they came from, ``attrs["settings"]`` the KPI settings,
+        ``attrs["data_start"]`` the first period with any data when it is after the first
+        period the cube looked at (P-1y of the first period asked for), else None.
 
     Example
     -------
@@ -164,6 +166,7 @@ def compute_cube(
     grid = _rollup(src, frames, index, window_periods)
     values, unavailable = _evaluate(src, grid, window_periods, target_series, config, order)
     cube = _assemble(values, target_series, wanted, unavailable)
+    cube.attrs["data_start"] = _data_start(grid, window_periods)
     cube.attrs["unavailable"] = unavailable
     cube.attrs["findings"] = [str(f) for f in src.findings]
     cube.attrs["config"] = {
@@ -174,6 +177,22 @@ def compute_cube(
     }
     cube.attrs["settings"] = config
     return cube
+
+
+DATA_MEASURES = ("opportunities_created", "closed_count", "leads_created", "activities")
+"""Measures that say a period has data: deals created or closed, leads created, activities."""
+
+
+def _data_start(grid: pd.DataFrame, periods: list[Period]) -> str | None:
+    """The first period of the window in which the org has any data (``DATA_MEASURES`` or
+    revenue), or None when the window's first period already has some (the data may start
+    earlier) or none has any. Reports start their charts there, never on empty months before."""
+    columns = [c for c in (*DATA_MEASURES, "account_revenue") if c in grid.columns]
+    company = grid[columns].to_numpy(dtype="float64")[: len(periods)]  # the company's block
+    active = np.flatnonzero(np.abs(company).sum(axis=1) > 0)
+    if not len(active) or active[0] == 0:
+        return None
+    return periods[active[0]].label
 
 
 def _config_name(given, own: Path | None) -> str | None:

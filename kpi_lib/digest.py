@@ -173,11 +173,16 @@ class Figures:
         cube = batch.cube
         self._cube = cube.set_index(["period", "scope", "scope_id", "kpi"]).sort_index()
         self.mtd = None if mtd is None else mtd.set_index(["scope", "scope_id", "kpi"])
-        self.periods = sorted(str(p) for p in cube["period"].unique())
+        has_data = getattr(batch, "has_data", lambda _: True)
+        # The cube's periods from the first with data: no chart starts with empty months.
+        self.periods = [p for p in sorted(str(p) for p in cube["period"].unique()) if has_data(p)]
 
     def get(
         self, kpi: str, scope: str, scope_id: str, period: str | None = None, field: str = "value"
     ) -> float:
+        """One figure; NaN for n/a and for a period before the org's data starts."""
+        if period is not None and period not in self.periods:
+            return math.nan
         try:
             value = self._cube.at[(period or self.batch.period.label, scope, scope_id, kpi), field]
         except KeyError:
@@ -513,7 +518,9 @@ def scope_tiles(figures: Figures, scope: str, scope_id: str) -> list[Tile]:
                 f"{what}{theme.format_percent(attain)} of "
                 f"{format_value(target, meta.unit)} target" + (f" · {word}" if word else "")
             )
-        if is_missing(delta):
+        if mtd is None and batch.period.previous.label not in figures.periods:
+            change_line, change_status = f"no data for {versus}", "neutral"
+        elif is_missing(delta):
             change_line, change_status = f"– vs {versus}", "neutral"
         else:
             arrow = "▲" if delta > 0 else "▼" if delta < 0 else "■"

@@ -269,9 +269,7 @@ def _pipeline(
         end.owner_rep_id,
         pipeline_amount=end.amount.sum().fill_null(0),
         weighted_pipeline=(end.amount * end.probability.fill_null(0)).sum().fill_null(0),
-        unpriced_pipeline=ibis.ifelse(end.probability.isnull(), end.amount, 0)
-        .sum()
-        .fill_null(0),
+        unpriced_pipeline=ibis.ifelse(end.probability.isnull(), end.amount, 0).sum().fill_null(0),
     )
 
 

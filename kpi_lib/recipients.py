@@ -168,8 +168,9 @@ def _parse_entry(entry: dict, where: str) -> Recipient:
     if missing:
         raise ParamsError(f"{where}: missing {', '.join(missing)}")
     email, name, role = str(entry["email"]).strip(), str(entry["name"]).strip(), entry["role"]
-    if not _EMAIL.match(email):
-        raise ParamsError(f"{where}: '{email}' is not an email address (name@example.com)")
+    problem = email_problem(email)
+    if problem:
+        raise ParamsError(f"{where}: {problem}")
     if any(c in name for c in "\r\n\t") or len(name) > 200:
         raise ParamsError(f"{where}: the name must be one line of at most 200 characters")
     if role not in ROLES:
@@ -189,6 +190,19 @@ def _parse_entry(entry: dict, where: str) -> Recipient:
     if dupes:
         raise ParamsError(f"{where}: scopes {dupes} listed more than once")
     return Recipient(email, name, role, tuple(scopes), team_id, rep_id)
+
+
+def email_problem(email: str) -> str | None:
+    """Why ``email`` is not an address a digest can go to, or None when it is one.
+
+    Example
+    -------
+    >>> email_problem("ana@example.com") is None, email_problem("ana at example")
+    (True, "'ana at example' is not an email address (name@example.com)")
+    """
+    if not _EMAIL.match(email):
+        return f"'{email}' is not an email address (name@example.com)"
+    return None
 
 
 def _check_address(text: str, where: str) -> None:

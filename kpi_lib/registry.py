@@ -307,7 +307,9 @@ _KPIS: list[Kpi] = [
         True,
         "Open pipeline weighted by each deal's stage probability: what it is likely to bring.",
         "sum of amount x probability(stage at the end of P), open opportunities",
-        Derived(_weighted_pipeline, ("pipeline_amount", "_weighted_pipeline", "_unpriced_pipeline")),
+        Derived(
+            _weighted_pipeline, ("pipeline_amount", "_weighted_pipeline", "_unpriced_pipeline")
+        ),
         ("opportunities.amount",),
         edge_cases="Stage probabilities come from the org's kpis.yaml, else from the CRM export; "
         "deals in a stage without one are left out and the report names those stages; when no "

@@ -165,7 +165,10 @@ class Report(SummarySections, TrendSections, DetailSections, MetaSections):
         scope: str | None = None,
         scope_id: str | None = None,
     ) -> pd.Series | None:
-        """The cube row of one KPI (this report's scope and period by default), or None."""
+        """The cube row of one KPI (this report's scope and period by default), or None
+        (also for a period before the org's data starts: ``has_data``)."""
+        if period is not None and not self.has_data(period):
+            return None
         key = (
             scope or self.scope,
             str(scope_id or self.scope_id),
@@ -197,14 +200,19 @@ class Report(SummarySections, TrendSections, DetailSections, MetaSections):
     def history(
         self, kpi: str, scope: str | None = None, scope_id: str | None = None, field: str = "value"
     ) -> list[float]:
-        """The KPI over the report's trailing periods (oldest first), ending at the period."""
-        end = self.periods.index(self.period.label) if self.period.label in self.periods else -1
-        window = self.periods[: end + 1][-13:]
-        return [self.value(kpi, p, scope, scope_id, field) for p in window]
+        """The KPI over ``history_periods`` (oldest first), ending at the period."""
+        return [self.value(kpi, p, scope, scope_id, field) for p in self.history_periods()]
 
     def history_periods(self) -> list[str]:
+        """The report's trailing periods (13 at most) ending at its period, from the first
+        with data: a chart never starts with empty months before the org's data."""
         end = self.periods.index(self.period.label) if self.period.label in self.periods else -1
-        return self.periods[: end + 1][-13:]
+        return [p for p in self.periods[: end + 1][-13:] if self.has_data(p)]
+
+    def has_data(self, period: str) -> bool:
+        """Whether the org has data in ``period`` (``Batch.has_data``; True without a batch)."""
+        batch = getattr(self.ctx, "batch", None)
+        return batch.has_data(period) if hasattr(batch, "has_data") else True
 
     @property
     def team_reps(self) -> pd.DataFrame:

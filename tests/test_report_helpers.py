@@ -6,6 +6,7 @@ live in ``test_notebooks.py`` and ``test_browser.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from types import SimpleNamespace
@@ -353,6 +354,34 @@ def test_pipeline_by_stage_lists_stages_in_pipeline_order_with_empty_ones(tiny):
     assert list(pipe["amount"]) == [0.0, 70.0, 30.0]
 
 
+def test_deals_open_at_a_snapshot_before_the_stage_history_starts_keep_their_current_stage():
+    """One row per deal open at the snapshot. The stage history starts in October (the org
+    moved to its CRM then): at the end of February no open deal has a row of it, so each shows
+    the stage it has now; in October the history decides where it has a row."""
+    src = source(
+        [
+            opp("old", "r1", created_at="2026-01-10", stage="Negotiation/Review", amount=5.0),
+            opp("new", "r2", created_at="2026-10-03", stage="Negotiation/Review", amount=7.0),
+        ],
+        stage_history=pd.DataFrame(
+            {
+                "opportunity_id": ["new", "new", "new"],
+                "stage": ["Prospecting", "Id. Decision Makers", "Negotiation/Review"],
+                "entered_at": ["2026-10-03", "2026-10-20", "2026-11-04"],
+            }
+        ),
+    )
+    february = details.open_deals_table(src, Period.parse("2026-02"))
+    assert dict(zip(february["opportunity_id"], february["stage"], strict=True)) == {
+        "old": "Negotiation/Review"
+    }
+    october = details.open_deals_table(src, Period.parse("2026-10"))
+    assert dict(zip(october["opportunity_id"], october["stage"], strict=True)) == {
+        "old": "Negotiation/Review",
+        "new": "Id. Decision Makers",
+    }
+
+
 def test_the_estimated_close_is_created_plus_the_scopes_mean_cycle_of_the_last_12_months():
     src = source(
         [
@@ -432,3 +461,53 @@ def test_stages_without_a_probability_are_named_with_their_open_amount_never_wei
     assert "no probability" in proposal_row and "$0" not in proposal_row
     west = report_for(tiny, "manager", "team", "west", "West")  # no open deals: nothing to say
     assert west.unpriced_stages.empty and "without a probability" not in str(west.data_quality())
+
+
+# ---- an org whose data starts mid-year ---------------------------------------------------------
+
+# First deal created 2026-03-02: the batch of 2026-10 reaches back to 2025-10 (13 months) and
+# its cube to 2024-10; every period before March 2026 has no data, not zero sales.
+YOUNG_OPPS = [
+    won("y1", "2026-03-20", 500.0, "r1", created_at="2026-03-02"),
+    won("y2", "2026-09-10", 800.0, "r3", created_at="2026-08-01"),
+    won("y3", "2026-10-12", 900.0, "r2", created_at="2026-09-01"),
+]
+
+
+@pytest.fixture(scope="module")
+def young_batch():
+    from kpi_lib.batch import prepare_batch
+
+    src = source(YOUNG_OPPS, teams=TEAMS, reps=REPS)
+    return prepare_batch(src, "2026-10", as_of="2026-11-28", targets={})
+
+
+def test_an_org_whose_data_starts_mid_year_charts_from_its_first_month(young_batch):
+    from kpi_lib.batch import ReportContext
+
+    assert young_batch.data_start == "2026-03"
+    assert not young_batch.has_data("2026-02") and young_batch.has_data("2026-03")
+    ctx = ReportContext(young_batch, young_batch.scope("all"), "<frames>")
+    report = Report("executive", ctx, {"period": "2026-10", "scope_id": "all"})
+    assert report.history_periods() == [f"2026-{m:02d}" for m in range(3, 11)]
+    assert report.history("revenue")[0] == 500.0  # March, the first month, not an empty one
+    tiles = str(report.tiles())
+    revenue = tiles[tiles.index('data-kpi="revenue"') :].split('data-kpi="')[1]
+    assert "no data for Oct 25" in revenue  # a year earlier: said, not a dash
+    assert "vs Sep 26" in revenue and "no data for Sep 26" not in revenue
+    header = str(report.header())
+    assert "vs Sep 26 (no data for Oct 25)" in header
+    highlights = str(report.highlights())
+    assert "up 12% on September 2026" in highlights  # 900 against 800
+    assert "October 2025" not in highlights  # no comparison with a month without data
+
+
+def test_the_digest_of_a_young_org_charts_from_its_first_month(young_batch):
+    from kpi_lib.digest import Figures, scope_tiles
+
+    figures = Figures(young_batch)
+    assert figures.periods[0] == "2026-03"
+    assert math.isnan(figures.get("revenue", "company", "all", "2025-10"))
+    march = dataclasses.replace(young_batch, period=Period.parse("2026-03"))
+    first = {t.kpi: t for t in scope_tiles(Figures(march), "company", "all")}
+    assert first["revenue"].change_line == "no data for Feb 26"
