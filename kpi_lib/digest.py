@@ -669,8 +669,8 @@ def digest_html(
             f'<div style="font-family:{FONT};font-size:11px;line-height:16px;'
             f'color:{COLORS["muted"]};">Sent automatically by the sales KPI kit. Data as of '
             f"{e(str(batch.as_of))}; data fingerprint {e(str(batch.fingerprint))}; code "
-            f"{e(str(batch.code_version))}. You receive this digest because "
-            f"params/recipients.yaml lists you; reply to reach sales operations.</div>",
+            f"{e(str(batch.code_version))}. You receive this digest because sales "
+            "operations lists you as a recipient; reply to reach them.</div>",
             "12px 16px 18px",
         )
     )
