@@ -43,7 +43,7 @@ DEFAULTS: dict[str, dict] = {
             "converted_count": True,  # converted leads count, dated ConvertedDate
         },
         "teams": {"column": None, "names": {}, "default": "Unassigned"},  # None: first of
-        # UserRoleId, Role, Department, Division; names: value -> team name
+        # UserRoleId, Role, Department, Division that holds a value; names: value -> team name
         "activity_types": {
             "call": "call",
             "email": "email",
@@ -245,9 +245,14 @@ def _owner(
         if not required:
             return pd.Series(pd.NA, index=df.index, dtype="string")
         ex.column(df, file, table, *ids, *names, required=True)
-    name_to_id = dict(zip(users["rep_name"].str.lower(), users["rep_id"], strict=False))
     text = _text(by_name, df.index)
-    return text.str.lower().map(name_to_id).fillna(text).astype("string")
+    exact = dict(zip(users["rep_name"], users["rep_id"], strict=False))
+    # ignoring case only where that names one user ("Jan de Vries" and "Jan De Vries" are two)
+    folded = users["rep_name"].str.lower()
+    unique = ~folded.duplicated(keep=False)
+    loose = dict(zip(folded[unique], users["rep_id"][unique], strict=True))
+    by_case = text.str.lower().map(loose).astype("string")
+    return text.map(exact).astype("string").fillna(by_case).fillna(text).astype("string")
 
 
 def _outcome(stage: pd.Series, won: pd.Series | None, closed: pd.Series | None, opts: dict):
@@ -337,6 +342,9 @@ def _salesforce(ex: _Exports, opts: dict) -> PresetResult:
     candidates = (
         (team_col,) if team_col else ("UserRoleId", "Role ID", "Role", "Department", "Division")
     )
+    if not team_col:  # exports carry UserRoleId even where no user has a role
+        filled = [c for c in candidates if _text(col(c), df.index).notna().any()]
+        candidates = tuple(filled[:1]) or candidates
     team_values = _text(col(*candidates, required=bool(team_col)), df.index)
     role_names = {}
     roles = ex.read("UserRole", "UserRoles")

@@ -137,6 +137,51 @@ def test_salesforce_team_mapping_can_use_department_and_names(tmp_path):
     ) == {"Sales": "Field Sales", "IT": "IT"}
 
 
+def test_salesforce_teams_come_from_department_when_the_exported_role_column_is_empty(tmp_path):
+    # A Data Export of an org without roles still has the UserRoleId column, empty for everyone:
+    # the first team column that holds a value names the teams, here Department.
+    folder = shutil.copytree(FIXTURES / "salesforce", tmp_path / "sf")
+    (folder / "UserRole.csv").unlink()
+    users = pd.read_csv(folder / "User.csv", dtype=str, keep_default_na=False)
+    users["UserRoleId"] = ""
+    users["Department"] = ["Ventes Montréal", "Ventes Montréal", "EMEA / Nordics", ""]
+    users.to_csv(folder / "User.csv", index=False)
+    src = kpi_lib.load_source(folder, preset="salesforce", as_of=AS_OF)
+    team_of = src.frame("reps").set_index("rep_name")["team_id"].to_dict()
+    assert team_of == {
+        "Ana Silva": "Ventes Montréal",
+        "Ben Okafor": "Ventes Montréal",
+        "Chloe Martin": "EMEA / Nordics",
+        "Integration User": "Unassigned",
+    }
+    assert cube_values(src, "team", "Ventes Montréal")["revenue"] == 42_000
+
+
+def test_report_export_owners_whose_names_differ_only_by_case_stay_two_reps(tmp_path):
+    # "Opportunity Owner" is a name: matched exactly first; ignoring case only where that
+    # names one user.
+    (tmp_path / "User.csv").write_text(
+        "User ID,Full Name,Role\n"
+        "0055e000001JdvAAA,Jan de Vries,Direct Sales\n"
+        "0055e000001JDVAAA,Jan De Vries,EMEA / Nordics\n"
+        "0055e000001ZoeAAA,Zoë O'Brien,EMEA / Nordics\n"
+    )
+    (tmp_path / "Opportunity.csv").write_text(
+        "Opportunity ID,Opportunity Owner,Stage,Amount,Close Date,Created Date\n"
+        "0065e00000Opp1AAA,Jan de Vries,Closed Won,100,10/5/2026,9/1/2026\n"
+        "0065e00000Opp2AAA,Jan De Vries,Closed Won,200,10/6/2026,9/1/2026\n"
+        "0065e00000Opp3AAA,zoë o'brien,Closed Won,400,10/7/2026,9/1/2026\n"
+    )
+    src = kpi_lib.load_source(tmp_path, preset="salesforce", as_of=AS_OF)
+    owner = src.frame("opportunities").set_index("opportunity_id")["owner_rep_id"].to_dict()
+    assert owner == {
+        "0065e00000Opp1AAA": "0055e000001JdvAAA",
+        "0065e00000Opp2AAA": "0055e000001JDVAAA",
+        "0065e00000Opp3AAA": "0055e000001ZoeAAA",
+    }
+    assert cube_values(src, "team", "Direct Sales")["revenue"] == 100
+
+
 # HubSpot, October 2026. Closed in October: 5001 won 10000 (33 days), 5002 lost, 5003 won 25000
 # (26 days), 5007 lost without amount; 5005 has a negative amount: quarantined. Owner 104 is
 # archived. Contacts: 7001 SQL Oct 3 -> deal 5003 won; 7002 SQL Oct 12 -> 5006 open; 7005
