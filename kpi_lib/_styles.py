@@ -61,6 +61,7 @@ CSS = f"""
 .kr-delta.kr-good {{ color: {STATUS_TEXT["good"]}; }}
 .kr-delta.kr-bad {{ color: {STATUS_TEXT["bad"]}; }}
 .kr-delta.kr-neutral {{ color: {STATUS_TEXT["neutral"]}; }}
+.kr-delta.kr-nodata {{ font-weight: 400; font-style: italic; }}
 .kr-spark {{ display: block; margin-top: auto; padding-top: 6px; width: 100%; height: 34px; }}
 .kr-grid-2 {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 340px), 1fr));
   gap: 16px; }}

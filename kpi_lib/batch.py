@@ -73,6 +73,8 @@ class Batch:
     """Which configuration applied (``cube.attrs["config"]``): files and where they came from."""
     recipients: str | None = None
     """The org's recipients file (``kpi_lib.org``), for ``send`` without ``--recipients``."""
+    currency: str | None = None
+    """The currency of the amounts (``details.reporting_currency``); None: none named (USD)."""
     data_start: str | None = None
     """The first period with any data when the data starts inside the cube's reach (a young
     org, an export that begins mid-year); reports show nothing before it (``has_data``)."""
@@ -172,6 +174,7 @@ class Batch:
             "config": self.config,
             "recipients": self.recipients,
             "data_start": self.data_start,
+            "currency": self.currency,
         }
         tmp = folder / ".batch.json.tmp"
         tmp.write_text(json.dumps(meta, indent=2))
@@ -208,6 +211,7 @@ class Batch:
             config=meta.get("config") or {},
             recipients=meta.get("recipients"),
             data_start=meta.get("data_start"),
+            currency=meta.get("currency"),
             open_deals=(
                 pd.read_parquet(folder / "open_deals.parquet")
                 if (folder / "open_deals.parquet").exists()
@@ -279,7 +283,7 @@ def prepare_batch(
     targets, settings
         As for ``compute_cube``; default: the org's own (``kpi_lib.org``).
     """
-    from kpi_lib.details import open_deals_table
+    from kpi_lib.details import open_deals_table, reporting_currency
     from kpi_lib.history import load_with_history
 
     p = resolve_period(period)
@@ -310,6 +314,7 @@ def prepare_batch(
         config=cube.attrs["config"],
         recipients=_path_or_none(org_files(src).recipients),
         data_start=cube.attrs["data_start"],
+        currency=reporting_currency(src),
         open_deals=open_deals_table(src, p, as_of_day),
     )
     if out_dir is not None:

@@ -31,6 +31,17 @@ def snapshot_at(period: Period, as_of: pd.Timestamp | str | None = None) -> pd.T
     return at
 
 
+def reporting_currency(src: Source) -> str | None:
+    """The currency the source's amounts are in: the opportunities' one currency code (after an
+    FX table, the reporting currency), or None when they name none.
+
+    Example: ``reporting_currency(load_source("crm/", fx="fx.csv"))`` -> ``'EUR'``.
+    """
+    codes = src.frame("opportunities")["currency"].dropna().astype(str).str.strip().str.upper()
+    codes = codes[codes != ""]
+    return None if codes.empty else str(codes.mode().iloc[0])
+
+
 def reps_in_scope(src: Source, period: Period, scope: str, scope_id: str) -> pd.DataFrame:
     """One row per rep of the scope active in ``period``: ``rep_id, rep_name, team_id``.
 
@@ -128,15 +139,27 @@ def _open_at(opps: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
     return opps[created & ~closed_before.fillna(False)]
 
 
+STAGE_NOT_RECORDED = "stage not recorded (closed since)"
+"""The stage of a deal open at a snapshot, closed since, whose stage then no history records:
+its current stage (won or lost) is not the one it was in."""
+
+
 def _stage_at(src: Source, opps: pd.DataFrame, at: pd.Timestamp) -> pd.Series:
-    """The stage each opportunity was in at ``at`` (stage history), else its current stage."""
-    stage = opps["stage"].astype(str)
+    """The stage each opportunity open at ``at`` was in then: the last stage history entered
+    before ``at``; else its current stage while it is still open, and ``STAGE_NOT_RECORDED``
+    once it has closed since."""
+    stage = (
+        opps["stage"]
+        .astype(str)
+        .mask(opps["is_closed"].fillna(False).astype(bool), STAGE_NOT_RECORDED)
+    )
     if not src.has("stage_history") or opps.empty:
         return stage
     sh = src.frame("stage_history")
     sh = sh[(sh["entered_at"] < at) & sh["opportunity_id"].isin(opps["opportunity_id"])]
     last = sh.sort_values("entered_at").groupby("opportunity_id")["stage"].last().astype(str)
-    return opps["opportunity_id"].map(last).fillna(stage).astype(str)
+    # as text: mapped over an empty history (no open deal has a row yet) it comes back numeric
+    return opps["opportunity_id"].map(last).astype("string").fillna(stage).astype(str)
 
 
 def open_deals(
@@ -212,7 +235,8 @@ def _account_names(src: Source, opps: pd.DataFrame) -> pd.Series:
     if src.has("accounts"):
         names = src.frame("accounts").set_index("account_id")["account_name"]
         names = names[~names.index.duplicated()]
-        return ids.map(names).fillna(ids).fillna("").astype(str)
+        # as text: mapped through an empty accounts table the names come back numeric
+        return ids.map(names).astype("string").fillna(ids).fillna("").astype(str)
     return ids.fillna("").astype(str)
 
 

@@ -914,6 +914,7 @@ def build_digest(
         A granted report did not render, or the HTML body would exceed ``MAX_BODY_BYTES``.
     """
     period_dir = Path(period_dir)
+    theme.use_currency(getattr(batch, "currency", None))
     reports = reports if reports is not None else locate_reports(period_dir, batch)
     granted, notes = granted_reports(recipient, reports, set(batch.teams["team_id"].astype(str)))
     if not granted:

@@ -36,6 +36,7 @@ from kpi_lib._sections_summary import ROLE_TITLES, SummarySections
 from kpi_lib._sections_trends import TrendSections
 from kpi_lib._styles import CSS
 from kpi_lib._tiles import delta_html, kpi_tile, sparkline_svg
+from kpi_lib.details import STAGE_NOT_RECORDED
 from kpi_lib.errors import ParamsError
 from kpi_lib.periods import Period
 from kpi_lib.registry import get_kpi
@@ -115,6 +116,7 @@ class Report(SummarySections, TrendSections, DetailSections, MetaSections):
 
     def __init__(self, role: str, ctx, parameters: dict):
         self.role, self.ctx, self.parameters = role, ctx, parameters
+        theme.use_currency(getattr(getattr(ctx, "batch", None), "currency", None))
         self.period: Period = ctx.period
         self.scope, self.scope_id = ctx.scope, str(ctx.scope_id)
         cube = ctx.cube
@@ -251,7 +253,7 @@ class Report(SummarySections, TrendSections, DetailSections, MetaSections):
         deals = details.open_deals(
             self.ctx.open_deals, self.period, self.scope, self.scope_id, as_of=self.ctx.as_of
         )
-        unpriced = deals[~deals["stage"].isin(list(self._stage_probabilities()))]
+        unpriced = deals[~deals["stage"].isin([*self._stage_probabilities(), STAGE_NOT_RECORDED])]
         return (
             unpriced.groupby("stage", sort=False)
             .agg(deals=("opportunity_id", "size"), amount=("amount", "sum"))
@@ -261,10 +263,24 @@ class Report(SummarySections, TrendSections, DetailSections, MetaSections):
         )
 
     def unpriced_note(self) -> str:
-        """One sentence naming the stages the weighted pipeline leaves out, or ``""``."""
+        """What the weighted pipeline leaves out: the stages without a probability, and deals
+        closed since whose stage then is not recorded; ``""`` when it leaves out nothing."""
+        from kpi_lib import details
+
+        deals = details.open_deals(
+            self.ctx.open_deals, self.period, self.scope, self.scope_id, as_of=self.ctx.as_of
+        )
+        unknown = deals[deals["stage"] == STAGE_NOT_RECORDED]
+        closed_since = (
+            f"{len(unknown):,} deal{'s' if len(unknown) != 1 else ''} open then "
+            f"({format_value(unknown['amount'].sum(), 'currency')}) closed since, and no stage "
+            "history says which stage they were in; the weighted pipeline leaves them out."
+            if len(unknown)
+            else ""
+        )
         stages = self.unpriced_stages
         if stages.empty:
-            return ""
+            return closed_since
         named = ", ".join(
             f"{s.stage} ({s.deals:,} open, {format_value(s.amount, 'currency')})"
             for s in stages.head(5).itertuples(index=False)
@@ -275,6 +291,7 @@ class Report(SummarySections, TrendSections, DetailSections, MetaSections):
             f"Stages without a probability: {named}{more}. The weighted pipeline leaves them "
             f"out; set their probability under stage_probabilities in {where} "
             "(python -m kpi_lib init writes a starting one)."
+            + (f" {closed_since}" if closed_since else "")
         )
 
     def _stages(self) -> list[str]:

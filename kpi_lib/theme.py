@@ -69,7 +69,25 @@ STATUS_TEXT: dict[str, str] = {
     "neutral": "#4b5563",
 }
 
-CURRENCY_SYMBOL = "$"
+CURRENCY_SYMBOLS = {
+    "USD": "$",
+    "EUR": "€",
+    "GBP": "£",
+    "JPY": "¥",
+    "CNY": "CN¥",
+    "INR": "₹",
+    "KRW": "₩",
+    "BRL": "R$",
+    "CAD": "CA$",
+    "AUD": "A$",
+    "NZD": "NZ$",
+    "MXN": "MX$",
+    "HKD": "HK$",
+    "SGD": "S$",
+    "ILS": "₪",
+}
+"""Symbols read without a code; any other currency shows its code (``CHF 1.2M``)."""
+_CURRENCY = {"symbol": "$"}
 NA = "n/a"
 
 #: Attainment at or above this is on track (green); at or above WARN_AT amber; below: red.
@@ -79,6 +97,20 @@ WARN_AT = 0.9
 FONT_STACK = (
     '-apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif'
 )
+
+
+def use_currency(code: str | None) -> str:
+    """Show amounts in the org's currency from now on (``None``: US dollars); returns its
+    symbol. Reports and digests call it once with the batch's currency.
+
+    Example
+    -------
+    >>> use_currency("EUR"), format_value(1500, "currency"), use_currency(None)
+    ('€', '€1.5K', '$')
+    """
+    code = (code or "USD").strip().upper()
+    _CURRENCY["symbol"] = CURRENCY_SYMBOLS.get(code, f"{code}\u00a0")
+    return _CURRENCY["symbol"]
 
 
 def is_missing(value) -> bool:
@@ -135,7 +167,7 @@ def format_value(value, unit: str, *, compact: bool = True) -> str:
     value = float(value)
     if unit == "currency":
         body = _compact(abs(value)) if compact else f"{abs(value):,.0f}"
-        return ("-" if value < 0 else "") + CURRENCY_SYMBOL + body
+        return ("-" if value < 0 else "") + _CURRENCY["symbol"] + body
     if unit == "currency_per_day":
         return format_value(value, "currency", compact=compact) + "/day"
     if unit == "ratio":

@@ -511,3 +511,66 @@ def test_the_digest_of_a_young_org_charts_from_its_first_month(young_batch):
     march = dataclasses.replace(young_batch, period=Period.parse("2026-03"))
     first = {t.kpi: t for t in scope_tiles(Figures(march), "company", "all")}
     assert first["revenue"].change_line == "no data for Feb 26"
+
+
+def test_open_deals_of_a_source_whose_accounts_table_is_empty_show_their_account_ids():
+    """An accounts export with a header and no rows: names fall back to the deals' ids."""
+    accounts = pd.DataFrame(columns=["account_id", "account_name", "owner_rep_id"])
+    deals = [
+        opp("o1", "r1", amount=10.0, account_id="Acme Québec"),
+        opp("o2", "r2", amount=20.0),
+    ]
+    src = source(deals, teams=TEAMS, reps=REPS, accounts=accounts)
+    table = details.open_deals_table(src, Period.parse("2026-10"), "2026-11-28")
+    assert dict(zip(table["opportunity_id"], table["account_name"], strict=True)) == {
+        "o1": "Acme Québec",
+        "o2": "",
+    }
+
+
+def test_a_deal_open_at_the_snapshot_and_closed_since_is_not_shown_in_its_closed_stage():
+    """o1 was open at the end of October and won on 3 November; no stage history says where it
+    stood on 31 October, so it is not listed as 'Won' in October's pipeline. o2 is still open
+    in Demo (probability 0.5)."""
+    from kpi_lib.batch import ReportContext, prepare_batch
+
+    deals = [
+        won("o1", "2026-11-03", 400.0, "r1", created_at="2026-10-01", stage="Won"),
+        opp("o2", "r1", created_at="2026-10-02", amount=100.0, stage="Demo"),
+    ]
+    src = source(deals, teams=TEAMS, reps=REPS)
+    table = details.open_deals_table(src, Period.parse("2026-10"), "2026-11-28")
+    assert dict(zip(table["opportunity_id"], table["stage"], strict=True)) == {
+        "o1": details.STAGE_NOT_RECORDED,
+        "o2": "Demo",
+    }
+    batch = prepare_batch(
+        src,
+        "2026-10",
+        as_of="2026-11-28",
+        targets={},
+        settings={"stage_probabilities": {"Demo": 0.5}},
+    )
+    report = Report("executive", ReportContext(batch, batch.scope("all"), "<frames>"), {})
+    assert report.unpriced_stages.empty  # Demo has a probability; o1's stage is unknown, not "Won"
+    note = report.unpriced_note()
+    assert note.startswith("1 deal open then ($400) closed since") and "Won" not in note
+    assert report.value("weighted_pipeline") == 50.0  # o2 only: 100 x 0.5
+
+
+def test_an_org_that_sells_in_euros_reads_its_amounts_in_euros_in_reports_and_digests():
+    from kpi_lib.batch import ReportContext, prepare_batch
+    from kpi_lib.digest import Figures, scope_tiles
+
+    deals = [{**won("e1", "2026-10-05", 1500.0, "r1"), "currency": "EUR"}]
+    src = source(deals, teams=TEAMS, reps=REPS)
+    batch = prepare_batch(src, "2026-10", as_of="2026-11-28", targets={})
+    assert batch.currency == "EUR"
+    try:
+        report = Report("executive", ReportContext(batch, batch.scope("all"), "<frames>"), {})
+        assert "booked <b>€1.5K</b>" in str(report.highlights())
+        tiles = {t.kpi: t for t in scope_tiles(Figures(batch), "company", "all")}
+        assert tiles["revenue"].value == "€1.5K"
+    finally:
+        theme.use_currency(None)
+    assert theme.format_value(1500, "currency") == "$1.5K"
