@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import COLUMNS, frame
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -89,20 +90,8 @@ def orgs(draw) -> dict[str, pd.DataFrame]:
     tables = {
         "teams": teams,
         "reps": pd.DataFrame(reps),
-        "opportunities": pd.DataFrame(
-            opportunities,
-            columns=[
-                "opportunity_id",
-                "owner_rep_id",
-                "created_at",
-                "stage",
-                "is_closed",
-                "is_won",
-                "closed_at",
-                "amount",
-                "account_id",
-                "expected_close_at",
-            ],
+        "opportunities": frame("opportunities", opportunities).reindex(
+            columns=[*COLUMNS["opportunities"], "expected_close_at"]
         ),
     }
     if draw(st.booleans()):  # an optional column absent from the export altogether
