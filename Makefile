@@ -81,7 +81,7 @@ lab: $(INSTALLED) $(DEMO)
 ## Regenerate the KPI reference in docs/kpis.md from the registry
 .PHONY: docs
 docs: $(INSTALLED)
-	$(PY) -c "from kpi_lib.registry import write_kpi_docs; write_kpi_docs()"
+	$(PY) -c "from kpi_lib.metrics.registry import write_kpi_docs; write_kpi_docs()"
 
 #################################################################################
 # QUALITY                                                                       #

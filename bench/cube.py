@@ -119,8 +119,8 @@ def sql_params(periods: str, as_of: str = AS_OF, gross_margin: float = 1.0) -> d
 
 def default_probabilities() -> dict[str, float]:
     """The demo org's stage probabilities (``params/kpis.yaml``), as ``compute_cube`` uses them."""
-    from kpi_lib.cube import load_settings
-    from kpi_lib.org import DEMO_FILES
+    from kpi_lib.data.org import DEMO_FILES
+    from kpi_lib.metrics.cube import load_settings
 
     return load_settings(DEMO_FILES["kpis"])["stage_probabilities"]
 
@@ -752,7 +752,7 @@ def copy_to_postgres(data: Path, url: str) -> None:
     import duckdb
     import psycopg
 
-    from kpi_lib.schema import TABLES
+    from kpi_lib.data.schema import TABLES
 
     with (
         duckdb.connect(str(data), read_only=True) as src,
@@ -774,7 +774,7 @@ def ensure_data(scale: float) -> Path:
     """The demo CRM at ``scale`` as a DuckDB file, generated on first use."""
     path = RESULTS / f"demo-s{scale:g}.duckdb"
     if not path.exists():
-        from kpi_lib.demo import write_demo_data
+        from kpi_lib.data.demo import write_demo_data
 
         print(f"generating {path.relative_to(ROOT)} (scale {scale:g}) ...", flush=True)
         write_demo_data(path, end=END, seed=SEED, scale=scale)

@@ -11,7 +11,7 @@ import warnings
 # ibis 12 asks pandas 3 about an option pandas now deprecates; harmless, and noisy in every run.
 warnings.filterwarnings("ignore", message="The 'future.infer_string' option is deprecated")
 
-from kpi_lib.cube import CUBE_COLUMNS, compute_cube, scope_rows, stage_order
+from kpi_lib.data.sources import Finding, Source, load_source
 from kpi_lib.errors import (
     DataError,
     KpiKitError,
@@ -20,10 +20,10 @@ from kpi_lib.errors import (
     SourceError,
     UnknownScopeError,
 )
+from kpi_lib.metrics.cube import CUBE_COLUMNS, compute_cube, scope_rows, stage_order
+from kpi_lib.metrics.registry import HEADLINE_KPIS, REGISTRY, Kpi, get_kpi
+from kpi_lib.metrics.targets import Targets, load_targets
 from kpi_lib.periods import Period, last_complete_month, parse_periods
-from kpi_lib.registry import HEADLINE_KPIS, REGISTRY, Kpi, get_kpi
-from kpi_lib.sources import Finding, Source, load_source
-from kpi_lib.targets import Targets, load_targets
 
 __version__ = "0.1.0"
 

@@ -18,7 +18,7 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def _kpis(args: argparse.Namespace) -> int:
-    from kpi_lib.cube import compute_cube
+    from kpi_lib.metrics.cube import compute_cube
 
     cube = compute_cube(_source(args), args.period, as_of=args.as_of, targets=args.targets)
     for kpi, reason in cube.attrs.get("unavailable", {}).items():
@@ -38,7 +38,7 @@ def _kpis(args: argparse.Namespace) -> int:
 
 
 def _demo_data(args: argparse.Namespace) -> int:
-    from kpi_lib.demo import write_demo_data
+    from kpi_lib.data.demo import write_demo_data
 
     path = write_demo_data(
         args.out, end=args.end, seed=args.seed, scale=args.scale, fmt=args.format
@@ -48,7 +48,7 @@ def _demo_data(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from kpi_lib.validate import validation_report
+    from kpi_lib.data.validate import validation_report
 
     report = validation_report(_source(args), as_of=args.as_of)
     print(report.text())
@@ -56,7 +56,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from kpi_lib.render import render_batch
+    from kpi_lib.publish.render import render_batch
 
     result = render_batch(
         period=args.period,
@@ -74,7 +74,7 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _snapshot(args: argparse.Namespace) -> int:
-    from kpi_lib.history import history_coverage, take_snapshot
+    from kpi_lib.data.history import history_coverage, take_snapshot
 
     result = take_snapshot(_source(args), args.history, today=args.today, always=args.always)
     print(result.summary(), file=sys.stderr)
@@ -84,7 +84,7 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 def _source(args: argparse.Namespace):
     """The source the options describe (``sources.source_spec``): parsed once, here."""
-    from kpi_lib.sources import source_spec
+    from kpi_lib.data.sources import source_spec
 
     return source_spec(
         args.source, args.preset, options=args.options, colmap=args.colmap, fx=args.fx
@@ -120,8 +120,8 @@ def _targets_option(p: argparse.ArgumentParser) -> None:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from kpi_lib.org_setup import write_starter_config
-    from kpi_lib.schedule import today
+    from kpi_lib.clock import today
+    from kpi_lib.publish.org_setup import write_starter_config
 
     result = write_starter_config(
         _source(args), args.out, org=args.org, today=today(args.today), force=args.force
@@ -143,7 +143,7 @@ def _last_month(args: argparse.Namespace) -> int:
 
 def _smtp_from_args(args: argparse.Namespace):
     """SMTP settings from the options (or ``KPI_SMTP_*`` variables); None without a host."""
-    from kpi_lib.send import smtp_settings
+    from kpi_lib.publish.send import smtp_settings
 
     if not args.smtp_host:
         return None
@@ -158,7 +158,7 @@ def _smtp_from_args(args: argparse.Namespace):
 
 
 def _retry_from_args(args: argparse.Namespace):
-    from kpi_lib.send import RetryPolicy
+    from kpi_lib.publish.send import RetryPolicy
 
     return RetryPolicy(
         attempts=args.retries,
@@ -168,7 +168,7 @@ def _retry_from_args(args: argparse.Namespace):
 
 
 def _send(args: argparse.Namespace) -> int:
-    from kpi_lib.send import send_batch
+    from kpi_lib.publish.send import send_batch
 
     result = send_batch(
         args.period,
@@ -182,9 +182,10 @@ def _send(args: argparse.Namespace) -> int:
 
 
 def _scheduled(args: argparse.Namespace, kind: str) -> int:
-    from kpi_lib import schedule
+    from kpi_lib.clock import today
+    from kpi_lib.publish import schedule
 
-    day = schedule.today(args.today)
+    day = today(args.today)
     plan = schedule.monthly_plan(day) if kind == "monthly" else schedule.mtd_plan(day)
     send = not args.no_send if kind == "monthly" else args.send
     try:

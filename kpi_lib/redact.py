@@ -13,7 +13,7 @@ The report kernels still need the real URL to run their few detail queries. The 
 them the redacted URL as the papermill parameter (so executed notebooks and report footers show
 no password) and the real one through the process environment (``KPI_SOURCE_URL``, inherited by
 every worker and kernel it starts); ``reveal`` turns the redacted URL back into the real one where
-the connection is made (``kpi_lib.warehouse.load_remote``). Safer still: keep the password out
+the connection is made (``kpi_lib.data.warehouse.load_remote``). Safer still: keep the password out
 of the URL altogether and give it to the driver the usual way (``PGPASSWORD``, ``~/.pgpass``).
 
 Example

@@ -51,10 +51,10 @@ GRANTED = {
 def build_batch(folder: Path, period: str = PERIOD, as_of: str = AS_OF) -> Path:
     """``folder/<period>/`` with the demo batch in ``_data`` and one stand-in HTML per scope."""
     if not DEMO.exists():
-        from kpi_lib.demo import write_demo_data
+        from kpi_lib.data.demo import write_demo_data
 
         write_demo_data(DEMO)
-    from kpi_lib.batch import prepare_batch
+    from kpi_lib.metrics.batch import prepare_batch
 
     period_dir = folder / period
     batch = prepare_batch(DEMO, period, out_dir=period_dir / "_data", as_of=as_of)

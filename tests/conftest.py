@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import kpi_lib
-from kpi_lib.demo import generate_demo_tables
+from kpi_lib.data.demo import generate_demo_tables
 
 AS_OF = "2026-11-28"
 

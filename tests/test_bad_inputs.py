@@ -534,7 +534,7 @@ RUN_CASES = [
 def good_batch(tmp_path_factory) -> Path:
     """A project folder: ``src/`` (the good tables) and ``reports/2026-10/`` rendered from it
     (the batch's data; a stand-in report, index, manifest and outbox)."""
-    from kpi_lib.batch import prepare_batch
+    from kpi_lib.metrics.batch import prepare_batch
 
     folder = tmp_path_factory.mktemp("good")
     write(folder / "src", {})

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import kpi_lib
-from kpi_lib.demo import generate_demo_tables
+from kpi_lib.data.demo import generate_demo_tables
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "cube.py"
 PERIODS = "2025-11:2026-10"

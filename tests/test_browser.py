@@ -30,12 +30,12 @@ def pages(tmp_path_factory) -> dict[str, Path]:
     """``{role: exported HTML file}`` for the three reports of the last complete month."""
     import papermill
 
-    from kpi_lib.batch import prepare_batch
-    from kpi_lib.render import export_html
+    from kpi_lib.metrics.batch import prepare_batch
+    from kpi_lib.publish.execute import export_html
 
     source = ROOT / "data" / "demo.duckdb"
     if not source.exists():
-        from kpi_lib.demo import write_demo_data
+        from kpi_lib.data.demo import write_demo_data
 
         write_demo_data(source)
     period = kpi_lib.last_complete_month().label

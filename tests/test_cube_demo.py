@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from kpi_lib import REGISTRY, compute_cube, load_source
-from kpi_lib.demo import generate_demo_tables
+from kpi_lib.data.demo import generate_demo_tables
 
 # Flows (counts, sums) and balances (open deals, pipeline) both add up from teams to the company.
 ADDITIVE = [k.name for k in REGISTRY.values() if k.additive and not k.per_stage] + [

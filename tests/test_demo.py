@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kpi_lib.demo import generate_demo_tables, write_demo_data
+from kpi_lib.data.demo import generate_demo_tables, write_demo_data
+from kpi_lib.data.schema import TABLES
 from kpi_lib.errors import ParamsError, PeriodError
 from kpi_lib.periods import last_complete_month
-from kpi_lib.schema import TABLES
 
 END = "2026-10"
 FIRST_MONTH = pd.Timestamp("2023-11-01")

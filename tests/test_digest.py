@@ -16,8 +16,8 @@ import pytest
 from _delivery import GRANTED, build_batch, write_recipients
 from PIL import Image
 
-from kpi_lib.batch import Batch
-from kpi_lib.digest import (
+from kpi_lib.metrics.batch import Batch
+from kpi_lib.publish.digest import (
     MAX_BODY_BYTES,
     DigestError,
     Figures,
@@ -25,7 +25,7 @@ from kpi_lib.digest import (
     build_digest,
     locate_reports,
 )
-from kpi_lib.recipients import Recipient, load_recipients
+from kpi_lib.publish.recipients import Recipient, load_recipients
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_tiles_show_value_target_status_and_change_from_the_cube(digests, batch)
     figures = Figures(batch)
     revenue = figures.get("revenue", "company", "all")
     target = figures.get("revenue", "company", "all", field="target")
-    from kpi_lib.theme import format_value
+    from kpi_lib.report.theme import format_value
 
     tile = re.search(r'data-kpi="revenue".*?</table></td>', body, re.S).group(0)
     assert "Revenue (bookings)" in tile

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from kpi_lib.registry import REGISTRY, registry_markdown
+from kpi_lib.metrics.registry import REGISTRY, registry_markdown
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "kpis.md"
 

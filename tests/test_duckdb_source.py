@@ -19,8 +19,8 @@ from test_bad_inputs import CASES, run, write
 from test_warehouse import assert_same_cube
 
 import kpi_lib
+from kpi_lib.data.sources import read_table_file
 from kpi_lib.errors import DataError
-from kpi_lib.sources import read_table_file
 
 # Faults of the CSV format itself (a file cannot hold them as a DuckDB table).
 CSV_ONLY = {"csv-and-parquet-both", "empty-file", "duplicate-header", "ragged-row", "not-utf8"}

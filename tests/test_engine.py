@@ -18,7 +18,7 @@ import pytest
 from conftest import opp, source
 
 import kpi_lib
-from kpi_lib._queries import Runner, fetch_all
+from kpi_lib.data.queries import Runner, fetch_all
 
 
 def run_script(code: str) -> list[int]:
@@ -82,7 +82,7 @@ def test_stage_order_ties_in_mean_place_are_broken_by_name():
 
 _SUBMIT_WHILE_RUNNING = """
 import ibis, pandas as pd
-from kpi_lib._queries import Runner
+from kpi_lib.data.queries import Runner
 con = ibis.duckdb.connect()
 con.raw_sql("CREATE TABLE numbers AS SELECT range AS n FROM range(3000000)")
 numbers = con.table("numbers")
@@ -122,7 +122,7 @@ def test_a_failing_query_raises_when_read_and_the_queries_after_it_still_run():
 
 _FAIL_THEN_QUERY = """
 import duckdb, ibis, pandas as pd
-from kpi_lib._queries import Runner
+from kpi_lib.data.queries import Runner
 con = ibis.duckdb.connect()
 con.raw_sql("CREATE TABLE numbers AS SELECT range AS n FROM range(3000000)")
 numbers = con.table("numbers")

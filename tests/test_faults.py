@@ -33,7 +33,7 @@ import pytest
 import yaml
 from _notebooks import stand_in_notebook
 
-from kpi_lib.render import render_batch
+from kpi_lib.publish.render import render_batch
 
 PERIOD = "2026-10"
 # Render every report again even when its inputs are unchanged (where the renderer caches).
@@ -81,7 +81,7 @@ REPORTS = ["executive/all.html", "rep/R001.html", "rep/R002.html"]
 
 @pytest.fixture(scope="module")
 def demo_source(tmp_path_factory) -> Path:
-    from kpi_lib.demo import write_demo_data
+    from kpi_lib.data.demo import write_demo_data
 
     return write_demo_data(
         tmp_path_factory.mktemp("demo") / "demo.duckdb", end=PERIOD, seed=7, scale=0.2

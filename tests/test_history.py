@@ -30,9 +30,9 @@ import pytest
 from test_duckdb_source import to_duckdb
 
 import kpi_lib
-from kpi_lib import history
 from kpi_lib.cli import main
-from kpi_lib.history import (
+from kpi_lib.data import history
+from kpi_lib.data.history import (
     close_date_pushes,
     derived_stage_history,
     history_coverage,
@@ -493,7 +493,7 @@ def demo():
 
     path = Path(__file__).resolve().parent.parent / "data" / "demo.duckdb"
     if not path.exists():
-        from kpi_lib.demo import write_demo_data
+        from kpi_lib.data.demo import write_demo_data
 
         write_demo_data(path)
     return kpi_lib.load_source(path)

@@ -42,7 +42,7 @@ def hostile(name: str, i: int) -> str:
 def hostile_tables() -> dict:
     """The demo CRM (12 reps in 6 teams) with a payload in every rep, team, account and open
     stage name."""
-    from kpi_lib.demo import generate_demo_tables
+    from kpi_lib.data.demo import generate_demo_tables
 
     tables = generate_demo_tables(end=PERIOD, seed=7, scale=0.3)
     teams, reps, accounts = tables["teams"], tables["reps"], tables["accounts"]
@@ -63,8 +63,8 @@ def hostile_tables() -> dict:
 def batch_dir(tmp_path_factory) -> Path:
     """``<out>/2026-10`` rendered from the hostile CRM (company, one team, its reps) and sent
     as .eml files to an executive, the team's manager and one rep."""
-    from kpi_lib.render import render_batch
-    from kpi_lib.send import send_batch
+    from kpi_lib.publish.render import render_batch
+    from kpi_lib.publish.send import send_batch
 
     work = tmp_path_factory.mktemp("hostile")
     source = work / "crm"
@@ -197,7 +197,7 @@ def test_payloads_are_escaped_in_the_html_source_and_stay_out_of_mail_headers(ba
 
 @pytest.mark.slow
 def test_the_hostile_batch_has_no_scope_leak(batch_dir):
-    from kpi_lib.audit import scan_batch
+    from kpi_lib.publish.audit import scan_batch
 
     assert scan_batch(batch_dir.parent, PERIOD) == []
 
@@ -268,7 +268,7 @@ def test_papermill_passes_any_string_to_the_kernel_as_a_string_literal(tmp_path)
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-    from kpi_lib.render import execute_report
+    from kpi_lib.publish.execute import execute_report
 
     marker = tmp_path / "pwned"
     values = {

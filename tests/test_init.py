@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from kpi_lib.cli import main
-from kpi_lib.cube import load_settings
-from kpi_lib.recipients import load_recipients
-from kpi_lib.sources import load_source
-from kpi_lib.targets import load_targets
+from kpi_lib.data.sources import load_source
+from kpi_lib.metrics.cube import load_settings
+from kpi_lib.metrics.targets import load_targets
+from kpi_lib.publish.recipients import load_recipients
 
 TODAY = "2026-12-06"
 TEAMS = pd.DataFrame(
@@ -163,7 +163,7 @@ def test_init_never_overwrites_a_configuration_without_force(org, tmp_path, caps
 
 
 def test_init_refuses_to_write_over_the_demo_orgs_params(org, capsys):
-    from kpi_lib._paths import PROJECT_ROOT
+    from kpi_lib.paths import PROJECT_ROOT
 
     assert run_init(org, PROJECT_ROOT / "params") == 2
     assert "demo org" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """Scope isolation: no report or digest names a rep, team or account outside its audience's scope.
 
-The rule (``kpi_lib.audit``, docs/security.md) is specified on a hand-made directory first:
+The rule (``kpi_lib.publish.audit``, docs/security.md) is specified on a hand-made directory first:
 whole-name matches, own names masking foreign substrings, common words and homonyms left out.
 Then real batches: the demo rendered with the real notebooks and mailed as .eml files has no
 finding; a leak planted in a report or a digest is found; a notebook that leaks fails its report
@@ -23,7 +23,7 @@ import yaml
 from nbformat.v4 import new_code_cell, new_notebook
 
 import kpi_lib
-from kpi_lib.audit import Auditor, Directory, html_text, scan_batch
+from kpi_lib.publish.audit import Auditor, Directory, html_text, scan_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 PERIOD = "2026-10"
@@ -105,7 +105,7 @@ def test_names_are_read_as_a_reader_sees_them():
 
 @pytest.fixture(scope="module")
 def demo_source(tmp_path_factory) -> Path:
-    from kpi_lib.demo import write_demo_data
+    from kpi_lib.data.demo import write_demo_data
 
     return write_demo_data(
         tmp_path_factory.mktemp("demo") / "demo.duckdb", end=PERIOD, seed=7, scale=0.3
@@ -116,9 +116,9 @@ def demo_source(tmp_path_factory) -> Path:
 def rendered(tmp_path_factory, demo_source) -> dict:
     """Two teams rendered with the real notebooks (company, 2 teams, their 4 reps) and mailed
     as .eml files to an executive, both managers and every rep."""
-    from kpi_lib.batch import prepare_batch
-    from kpi_lib.render import render_batch
-    from kpi_lib.send import send_batch
+    from kpi_lib.metrics.batch import prepare_batch
+    from kpi_lib.publish.render import render_batch
+    from kpi_lib.publish.send import send_batch
 
     work = tmp_path_factory.mktemp("isolation")
     batch = prepare_batch(str(demo_source), PERIOD, as_of=AS_OF)
@@ -255,7 +255,7 @@ def test_a_notebook_that_leaks_fails_its_report_and_the_cli_exits_1(rendered, tm
                     metadata={"tags": ["parameters"]},
                 ),
                 new_code_cell(
-                    "from IPython.display import HTML, display\nfrom kpi_lib.batch import Batch\n"
+                    "from IPython.display import HTML, display\nfrom kpi_lib.metrics.batch import Batch\n"
                     "b = Batch.load(batch_dir)\n"
                     f"names = list(b.reps.rep_name) if scope_id == {reps.iloc[0].rep_id!r} else "
                     "list(b.reps[b.reps.rep_id == scope_id].rep_name)\n"

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 
 import kpi_lib
-from kpi_lib.registry import HEADLINE_KPIS, get_kpi
+from kpi_lib.metrics.registry import HEADLINE_KPIS, get_kpi
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = {"executive": "company", "manager": "team", "rep": "rep"}
@@ -92,7 +92,7 @@ def demo_source() -> Path:
     """The demo data the notebooks' defaults point at (generated when missing)."""
     path = ROOT / "data" / "demo.duckdb"
     if not path.exists():
-        from kpi_lib.demo import write_demo_data
+        from kpi_lib.data.demo import write_demo_data
 
         write_demo_data(path)
     return path
@@ -106,7 +106,7 @@ def period() -> str:
 @pytest.fixture(scope="session")
 def batch_dir(demo_source, period, tmp_path_factory) -> Path:
     """A batch saved once, as ``render`` does, so the scoped runs read its cube."""
-    from kpi_lib.batch import prepare_batch
+    from kpi_lib.metrics.batch import prepare_batch
 
     folder = tmp_path_factory.mktemp("batch") / "_data"
     prepare_batch(str(demo_source), period, out_dir=folder)

@@ -13,9 +13,9 @@ import yaml
 from _delivery import ROOT, build_batch, write_recipients
 
 from kpi_lib import cli
-from kpi_lib.batch import Batch
 from kpi_lib.errors import ParamsError
-from kpi_lib.recipients import load_recipients
+from kpi_lib.metrics.batch import Batch
+from kpi_lib.publish.recipients import load_recipients
 
 
 @pytest.fixture(scope="module")

@@ -23,18 +23,22 @@ from _notebooks import stand_in_notebook
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from kpi_lib.errors import ParamsError, UnknownScopeError
-from kpi_lib.render import (
-    KPIS_CSV_COLUMNS,
-    BatchResult,
-    Matrix,
-    ReportOutcome,
-    RoleSpec,
-    _index_html,
-    export_html,
-    load_matrix,
-    plan_reports,
-    render_batch,
-)
+from kpi_lib.publish.execute import export_html
+from kpi_lib.publish.index import BatchResult, ReportOutcome, index_html
+from kpi_lib.publish.plan import Matrix, RoleSpec, load_matrix, plan_reports
+from kpi_lib.publish.render import render_batch
+
+# kpis.csv: the cube's columns (DESIGN.md section 5)
+KPIS_CSV_COLUMNS = [
+    "period",
+    "scope",
+    "scope_id",
+    "kpi",
+    "value",
+    "numerator",
+    "denominator",
+    "target",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 PERIOD = "2026-10"
@@ -87,7 +91,7 @@ def assert_reader_page(text: str) -> None:
 
 @dataclass
 class FakeBatch:
-    """Stands in for ``kpi_lib.batch.Batch`` where a test needs chosen scopes."""
+    """Stands in for ``kpi_lib.metrics.batch.Batch`` where a test needs chosen scopes."""
 
     scope_rows: list[dict]
     cube: pd.DataFrame
@@ -111,7 +115,7 @@ def write_matrix(path: Path, roles: dict) -> Path:
 @pytest.fixture(scope="module")
 def demo_source(tmp_path_factory) -> Path:
     """The demo CRM at a small scale: six teams of one rep, history up to 2026-10."""
-    from kpi_lib.demo import write_demo_data
+    from kpi_lib.data.demo import write_demo_data
 
     return write_demo_data(
         tmp_path_factory.mktemp("demo") / "demo.duckdb", end=PERIOD, seed=7, scale=0.2
@@ -340,7 +344,7 @@ def test_the_index_links_every_report_with_its_status_and_escapes_names(tmp_path
             outcome("rep", "r3", "Cy", "failed", "TimeoutError: report timed out after 600 s"),
         ],
     )
-    page = _index_html(result, MATRIX)
+    page = index_html(result, MATRIX)
     parsed = Page(page)
 
     assert "<script" not in page and "&lt;script&gt;" in page
@@ -387,7 +391,7 @@ def test_the_summary_names_every_failed_report_and_its_error(tmp_path):
 def test_a_whole_demo_batch_renders_every_role_and_scope_into_the_design_layout(
     tmp_path, demo_source
 ):
-    from kpi_lib.batch import prepare_batch
+    from kpi_lib.metrics.batch import prepare_batch
 
     result = render_batch(
         PERIOD, source=str(demo_source), out=str(tmp_path), as_of=AS_OF, progress=False

@@ -19,9 +19,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from kpi_lib import _render_cache
 from kpi_lib.cli import build_parser
-from kpi_lib.render import render_batch
+from kpi_lib.publish import cache as _render_cache
+from kpi_lib.publish.render import render_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 PERIOD = "2026-10"
@@ -33,7 +33,7 @@ _GENERATED = re.compile(r"generated \d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2})?")
 @pytest.fixture(scope="module")
 def demo_source(tmp_path_factory) -> Path:
     """The demo CRM at a small scale: six teams of one rep, history up to 2026-10."""
-    from kpi_lib.demo import write_demo_data
+    from kpi_lib.data.demo import write_demo_data
 
     return write_demo_data(
         tmp_path_factory.mktemp("demo") / "demo.duckdb", end=PERIOD, seed=7, scale=0.2
@@ -109,8 +109,8 @@ def test_the_render_command_has_fresh_kernels_and_force_switches_off_by_default(
 def test_an_account_renamed_changes_the_keys_of_its_rep_its_team_and_the_company_only(
     tmp_path, demo_source
 ):
-    from kpi_lib.batch import prepare_batch
-    from kpi_lib.sources import load_source
+    from kpi_lib.data.sources import load_source
+    from kpi_lib.metrics.batch import prepare_batch
 
     def digests(path: Path) -> dict[str, str]:
         src = load_source(str(path))
@@ -325,7 +325,7 @@ def test_a_kernel_that_dies_on_its_first_start_is_started_again_and_talks_over_u
     TCP port."""
     import sys
 
-    from kpi_lib._kernel_pool import WarmKernel
+    from kpi_lib.publish.kernels import WarmKernel
 
     marker = tmp_path / "died-once"
     launcher = tmp_path / "flaky_kernel.py"

@@ -16,9 +16,10 @@ import pytest
 from conftest import lost, opp, source, won
 
 import kpi_lib
-from kpi_lib import details, theme
-from kpi_lib._paths import project_path, resolve_source
 from kpi_lib.errors import ParamsError
+from kpi_lib.metrics import compare
+from kpi_lib.metrics import deals as details
+from kpi_lib.paths import project_path, resolve_source
 from kpi_lib.periods import Period
 from kpi_lib.report import (
     Report,
@@ -28,6 +29,7 @@ from kpi_lib.report import (
     open_report,
     period_ticks,
     sparkline_svg,
+    theme,
 )
 
 NAN = math.nan
@@ -60,11 +62,11 @@ def test_format_value_follows_the_registry_unit(value, unit, shown):
 
 
 def test_ratio_changes_are_percentage_points_and_others_relative():
-    assert theme.change(0.31, 0.29, "ratio") == pytest.approx(0.02)
+    assert compare.change(0.31, 0.29, "ratio") == pytest.approx(0.02)
     assert theme.format_change(0.021, "ratio") == "+2.1 pts"
-    assert theme.change(110, 100, "currency") == pytest.approx(0.10)
+    assert compare.change(110, 100, "currency") == pytest.approx(0.10)
     assert theme.format_change(-0.08, "currency") == "-8.0%"
-    assert math.isnan(theme.change(5, 0, "count"))  # from zero: n/a, never infinity
+    assert math.isnan(compare.change(5, 0, "count"))  # from zero: n/a, never infinity
 
 
 @pytest.mark.parametrize(
@@ -94,7 +96,7 @@ def test_change_colour_depends_on_whether_higher_is_better(delta, higher_is_bett
     ],
 )
 def test_attainment_colour(value, target, higher_is_better, status):
-    assert theme.attainment_status(theme.attainment(value, target, higher_is_better)) == status
+    assert theme.attainment_status(compare.attainment(value, target, higher_is_better)) == status
 
 
 def test_palette_is_okabe_ito():
@@ -297,7 +299,7 @@ def test_data_quality_note_lists_findings_escaped_and_footer_carries_provenance(
 
 
 def test_glossary_prints_registry_definitions(tiny):
-    from kpi_lib.registry import REGISTRY
+    from kpi_lib.metrics.registry import REGISTRY
 
     html = str(report_for(tiny, "executive", "company", "all", "Company").glossary())
     assert REGISTRY["win_rate"].definition in html
@@ -309,7 +311,7 @@ def test_report_sections_display_as_display_data(tiny):
 
 
 def test_open_report_rejects_a_scope_of_the_wrong_role(monkeypatch):
-    from kpi_lib import batch
+    from kpi_lib.metrics import batch
 
     monkeypatch.setattr(
         batch,
@@ -411,7 +413,7 @@ def test_the_estimated_close_is_created_plus_the_scopes_mean_cycle_of_the_last_1
 
 
 def test_a_report_of_a_saved_batch_shows_open_deals_without_loading_the_source(tmp_path):
-    from kpi_lib.batch import prepare_batch, report_context
+    from kpi_lib.metrics.batch import prepare_batch, report_context
 
     batch = prepare_batch("data/demo.duckdb", "2026-10", as_of="2026-11-28", targets=None)
     batch.save(tmp_path)
@@ -476,14 +478,14 @@ YOUNG_OPPS = [
 
 @pytest.fixture(scope="module")
 def young_batch():
-    from kpi_lib.batch import prepare_batch
+    from kpi_lib.metrics.batch import prepare_batch
 
     src = source(YOUNG_OPPS, teams=TEAMS, reps=REPS)
     return prepare_batch(src, "2026-10", as_of="2026-11-28", targets={})
 
 
 def test_an_org_whose_data_starts_mid_year_charts_from_its_first_month(young_batch):
-    from kpi_lib.batch import ReportContext
+    from kpi_lib.metrics.batch import ReportContext
 
     assert young_batch.data_start == "2026-03"
     assert not young_batch.has_data("2026-02") and young_batch.has_data("2026-03")
@@ -503,7 +505,7 @@ def test_an_org_whose_data_starts_mid_year_charts_from_its_first_month(young_bat
 
 
 def test_the_digest_of_a_young_org_charts_from_its_first_month(young_batch):
-    from kpi_lib.digest import Figures, scope_tiles
+    from kpi_lib.publish.digest import Figures, scope_tiles
 
     figures = Figures(young_batch)
     assert figures.periods[0] == "2026-03"
@@ -532,7 +534,7 @@ def test_a_deal_open_at_the_snapshot_and_closed_since_is_not_shown_in_its_closed
     """o1 was open at the end of October and won on 3 November; no stage history says where it
     stood on 31 October, so it is not listed as 'Won' in October's pipeline. o2 is still open
     in Demo (probability 0.5)."""
-    from kpi_lib.batch import ReportContext, prepare_batch
+    from kpi_lib.metrics.batch import ReportContext, prepare_batch
 
     deals = [
         won("o1", "2026-11-03", 400.0, "r1", created_at="2026-10-01", stage="Won"),
@@ -559,8 +561,8 @@ def test_a_deal_open_at_the_snapshot_and_closed_since_is_not_shown_in_its_closed
 
 
 def test_an_org_that_sells_in_euros_reads_its_amounts_in_euros_in_reports_and_digests():
-    from kpi_lib.batch import ReportContext, prepare_batch
-    from kpi_lib.digest import Figures, scope_tiles
+    from kpi_lib.metrics.batch import ReportContext, prepare_batch
+    from kpi_lib.publish.digest import Figures, scope_tiles
 
     deals = [{**won("e1", "2026-10-05", 1500.0, "r1"), "currency": "EUR"}]
     src = source(deals, teams=TEAMS, reps=REPS)

@@ -24,9 +24,9 @@ import pytest
 from conftest import lost, source, won
 
 import kpi_lib
-from kpi_lib._partial import partial_period
 from kpi_lib.periods import Period
 from kpi_lib.report import Report, kpi_tile, sparkline_svg
+from kpi_lib.report.in_progress import partial_period
 
 TEAMS = [{"team_id": "east", "team_name": "East"}, {"team_id": "west", "team_name": "West"}]
 REPS = [
@@ -146,7 +146,7 @@ def test_tile_sparklines_draw_the_month_in_progress_dashed(mtd_report):
 
 
 def test_tiles_come_from_kpi_lib_mtd(mtd_report):
-    table = kpi_lib.mtd.mtd_comparison(
+    table = kpi_lib.metrics.month_to_date.mtd_comparison(
         source(OPPS, teams=TEAMS, reps=REPS), AS_OF, targets=TARGETS
     ).set_index(["scope", "scope_id", "kpi"])
     revenue = table.loc[("company", "all", "revenue")]
@@ -169,7 +169,7 @@ def test_highlights_speak_of_the_month_to_date_and_its_pace(mtd_report):
 def test_a_batch_with_its_mtd_csv_gives_the_same_tiles_without_loading_the_source(
     mtd_report, tmp_path
 ):
-    from kpi_lib.mtd import mtd_comparison
+    from kpi_lib.metrics.month_to_date import mtd_comparison
 
     table = mtd_comparison(mtd_report.ctx.source, AS_OF, targets=TARGETS)
     table.to_csv(tmp_path / "mtd.csv", index=False)
@@ -234,11 +234,11 @@ def test_sparkline_marks_only_a_partial_last_point():
 def test_executive_notebook_on_a_month_to_date_batch(tmp_path):
     from test_notebooks import ROOT, assert_clean_run, displayed_html, execute, tile_values
 
-    from kpi_lib.batch import prepare_batch
+    from kpi_lib.metrics.batch import prepare_batch
 
     demo = ROOT / "data" / "demo.duckdb"
     if not demo.exists():
-        from kpi_lib.demo import write_demo_data
+        from kpi_lib.data.demo import write_demo_data
 
         write_demo_data(demo)
     folder = tmp_path / "2026-10" / "_data"

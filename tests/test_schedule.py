@@ -18,10 +18,11 @@ import pandas as pd
 import pytest
 from conftest import source, won
 
-from kpi_lib import cli, schedule
+from kpi_lib import cli
 from kpi_lib.errors import PeriodError
-from kpi_lib.mtd import mtd_comparison, same_days_previous
-from kpi_lib.schedule import RunLocked, monthly_plan, mtd_plan, run_lock
+from kpi_lib.metrics.month_to_date import mtd_comparison, same_days_previous
+from kpi_lib.publish import schedule
+from kpi_lib.publish.schedule import RunLocked, monthly_plan, mtd_plan, run_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,14 +59,16 @@ def test_mtd_renders_the_month_containing_yesterday(today, period, as_of, partia
 
 
 def test_today_comes_from_the_option_then_the_environment_then_the_clock(monkeypatch):
+    from kpi_lib.clock import today
+
     monkeypatch.setenv("KPI_TODAY", "2027-01-01")
-    assert schedule.today() == date(2027, 1, 1)
-    assert schedule.today("2026-05-05") == date(2026, 5, 5)
+    assert today() == date(2027, 1, 1)
+    assert today("2026-05-05") == date(2026, 5, 5)
     monkeypatch.delenv("KPI_TODAY")
-    assert schedule.today() == date.today()
+    assert today() == date.today()
     monkeypatch.setenv("KPI_TODAY", "01/01/2027")
     with pytest.raises(PeriodError, match="KPI_TODAY '01/01/2027' is not a date"):
-        schedule.today()
+        today()
 
 
 @pytest.mark.parametrize(
@@ -128,7 +131,7 @@ def test_the_cli_exits_75_when_another_run_holds_the_lock(tmp_path, capsys):
         [
             sys.executable,
             "-c",
-            "import sys, time; from kpi_lib.schedule import run_lock\n"
+            "import sys, time; from kpi_lib.publish.schedule import run_lock\n"
             f"with run_lock({str(tmp_path)!r}, 'mtd 2026-11'):\n"
             "    print('locked', flush=True); time.sleep(30)",
         ],
@@ -155,7 +158,7 @@ class FakeRender:
         self.calls: list[tuple[str, str]] = []
 
     def __call__(self, period, source, out, jobs, as_of, targets, progress, matrix):
-        from kpi_lib.render import BatchResult, ReportOutcome
+        from kpi_lib.publish.index import BatchResult, ReportOutcome
 
         self.calls.append((period, as_of))
         period_dir = Path(out) / period
@@ -185,10 +188,10 @@ class FakeRender:
 
 @pytest.fixture
 def fake_render(monkeypatch):
-    import kpi_lib.render
+    import kpi_lib.publish.render
 
     recorder = FakeRender()
-    monkeypatch.setattr(kpi_lib.render, "render_batch", recorder)
+    monkeypatch.setattr(kpi_lib.publish.render, "render_batch", recorder)
     monkeypatch.setattr(schedule, "_write_mtd", lambda *a: None)
     return recorder
 

@@ -102,7 +102,7 @@ def test_no_output_of_a_render_and_send_holds_either_password(postgres, tmp_path
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult
 
-    from kpi_lib.demo import generate_demo_tables
+    from kpi_lib.data.demo import generate_demo_tables
 
     tables = generate_demo_tables(end=PERIOD, seed=7, scale=0.2)
     con = ibis.connect(postgres)

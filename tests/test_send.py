@@ -26,7 +26,7 @@ from _delivery import (
 )
 
 from kpi_lib import cli
-from kpi_lib.send import Ledger, RetryPolicy, send_batch, smtp_settings
+from kpi_lib.publish.send import Ledger, RetryPolicy, send_batch, smtp_settings
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02)
 

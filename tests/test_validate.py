@@ -8,8 +8,8 @@ import pandas as pd
 
 import kpi_lib
 from kpi_lib.cli import main
-from kpi_lib.demo import generate_demo_tables
-from kpi_lib.validate import validation_report
+from kpi_lib.data.demo import generate_demo_tables
+from kpi_lib.data.validate import validation_report
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

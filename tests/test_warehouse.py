@@ -16,7 +16,7 @@ from conftest import AS_OF
 from conftest import DEMO_PERIODS as PERIODS
 
 import kpi_lib
-from kpi_lib.validate import validation_report
+from kpi_lib.data.validate import validation_report
 
 
 def assert_same_cube(got: pd.DataFrame, want: pd.DataFrame, rtol: float = 1e-9) -> None:
