@@ -102,10 +102,11 @@ test: prerequisites $(INSTALLED)
 test-fast: prerequisites $(INSTALLED)
 	$(PY) -m pytest -m 'not slow'
 
-## Check the code with ruff
+## Check the code with ruff, and the house's import contracts with import-linter
 .PHONY: lint
 lint: $(INSTALLED)
-	$(VENV)/bin/ruff check kpi_lib tests
+	$(VENV)/bin/ruff check kpi_lib tests bench
+	$(VENV)/bin/lint-imports
 
 ## Format the code with ruff and apply its safe fixes
 .PHONY: format

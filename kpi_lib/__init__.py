@@ -7,11 +7,14 @@ Example
 """
 
 import warnings
+from importlib import metadata
 
 # ibis 12 asks pandas 3 about an option pandas now deprecates; harmless, and noisy in every run.
 warnings.filterwarnings("ignore", message="The 'future.infer_string' option is deprecated")
 
-from kpi_lib.data.sources import Finding, Source, load_source
+from kpi_lib.data.load import load_source
+from kpi_lib.data.rules import Finding
+from kpi_lib.data.source import Source
 from kpi_lib.errors import (
     DataError,
     KpiKitError,
@@ -25,7 +28,10 @@ from kpi_lib.metrics.registry import HEADLINE_KPIS, REGISTRY, Kpi, get_kpi
 from kpi_lib.metrics.targets import Targets, load_targets
 from kpi_lib.periods import Period, last_complete_month, parse_periods
 
-__version__ = "0.1.0"
+try:
+    __version__ = metadata.version("kpi-kit")  # pyproject.toml is the one place it is set
+except metadata.PackageNotFoundError:
+    __version__ = "0+unknown"
 
 __all__ = [
     "CUBE_COLUMNS",

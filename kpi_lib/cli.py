@@ -84,7 +84,7 @@ def _snapshot(args: argparse.Namespace) -> int:
 
 def _source(args: argparse.Namespace):
     """The source the options describe (``sources.source_spec``): parsed once, here."""
-    from kpi_lib.data.sources import source_spec
+    from kpi_lib.data.source import source_spec
 
     return source_spec(
         args.source, args.preset, options=args.options, colmap=args.colmap, fx=args.fx

@@ -50,7 +50,7 @@ from _postgres import throwaway_postgres
 
 import kpi_lib
 from kpi_lib.cli import main
-from kpi_lib.data.sources import source_spec
+from kpi_lib.data.source import source_spec
 
 FILE_WRITERS = {
     "csv": lambda org, work: write_csv_folder(org, work / "crm"),

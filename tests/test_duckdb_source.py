@@ -19,7 +19,7 @@ from test_bad_inputs import CASES, run, write
 from test_warehouse import assert_same_cube
 
 import kpi_lib
-from kpi_lib.data.sources import read_table_file
+from kpi_lib.data.files import read_table_file
 from kpi_lib.errors import DataError
 
 # Faults of the CSV format itself (a file cannot hold them as a DuckDB table).

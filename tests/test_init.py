@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from kpi_lib.cli import main
-from kpi_lib.data.sources import load_source
+from kpi_lib.data.load import load_source
 from kpi_lib.metrics.cube import load_settings
 from kpi_lib.metrics.targets import load_targets
 from kpi_lib.publish.recipients import load_recipients

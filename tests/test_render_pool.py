@@ -109,7 +109,7 @@ def test_the_render_command_has_fresh_kernels_and_force_switches_off_by_default(
 def test_an_account_renamed_changes_the_keys_of_its_rep_its_team_and_the_company_only(
     tmp_path, demo_source
 ):
-    from kpi_lib.data.sources import load_source
+    from kpi_lib.data.load import load_source
     from kpi_lib.metrics.batch import prepare_batch
 
     def digests(path: Path) -> dict[str, str]:

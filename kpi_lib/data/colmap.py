@@ -30,8 +30,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from kpi_lib.data.files import read_table_file
 from kpi_lib.data.schema import TABLES
-from kpi_lib.data.sources import read_table_file
 from kpi_lib.errors import ParamsError, SourceError
 
 _ENTRY_KEYS = {

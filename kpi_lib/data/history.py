@@ -41,7 +41,8 @@ from pathlib import Path
 import pandas as pd
 
 from kpi_lib.clock import today
-from kpi_lib.data.sources import Source, load_source
+from kpi_lib.data.load import load_source
+from kpi_lib.data.source import Source
 from kpi_lib.errors import SourceError
 from kpi_lib.periods import Period
 

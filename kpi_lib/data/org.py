@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from kpi_lib.data.sources import Source
+from kpi_lib.data.source import Source
 from kpi_lib.paths import project_path
 
 DEMO_FILES = {

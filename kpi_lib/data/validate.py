@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from kpi_lib.data.load import load_source
+from kpi_lib.data.rules import Finding
 from kpi_lib.data.schema import TABLES
-from kpi_lib.data.sources import Finding, Source, load_source
+from kpi_lib.data.source import Source
 
 
 @dataclass

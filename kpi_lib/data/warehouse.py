@@ -27,21 +27,20 @@ import ibis
 import ibis.expr.datatypes as dt
 import pandas as pd
 
+from kpi_lib.data.files import FALSE, TRUE
 from kpi_lib.data.queries import fetch_all
-from kpi_lib.data.schema import ACTIVITY_TYPES, SPEND_CATEGORIES, TABLES, TableSpec
-from kpi_lib.data.sources import (
-    _FALSE,
-    _TRUE,
+from kpi_lib.data.rules import (
     FINDING_RULES,
     FUTURE_COLUMNS,
     QUARANTINE_RULES,
     REFERENCES,
     SOFT_REFERENCES,
     Finding,
-    Source,
-    _today,
     holds,
+    load_day,
 )
+from kpi_lib.data.schema import ACTIVITY_TYPES, SPEND_CATEGORIES, TABLES, TableSpec
+from kpi_lib.data.source import Source
 from kpi_lib.errors import DataError, SourceError
 from kpi_lib.redact import redact, reveal
 
@@ -65,7 +64,7 @@ def load_remote(source, fx: dict | None, as_of=None) -> Source:
         A URL for ``ibis.connect`` (``postgresql://user@127.0.0.1:5432/crm``,
         ``duckdb:///data/demo.duckdb``) or a connected Ibis backend.
     fx
-        Exchange rates (``kpi_lib.data.sources.load_fx``); the conversion runs in the warehouse.
+        Exchange rates (``kpi_lib.data.fx.load_fx``); the conversion runs in the warehouse.
 
     Returns
     -------
@@ -269,6 +268,7 @@ def check_tables(con, raw: dict[str, ibis.Table], location: str, fx, as_of) -> S
         location=location,
         findings=findings,
         accounting=accounting,
+        fingerprint_tables=fingerprint_tables,
         _con=con,
         _tables=final,
         _absent={name: tab.absent for name, tab in tables.items()},
@@ -329,7 +329,7 @@ def _count_checks(con, raw: dict[str, ibis.Table], untidy: dict, location: str, 
         sh = tables["stage_history"]
         orphan = sh.missing("opportunity_id", found["stage_history", "opportunity_id"])
         sh.add("q_orphan", "quarantine", "opportunity_id", _ORPHAN_HISTORY, orphan)
-    today = _today(as_of)
+    today = load_day(as_of)
     for name, tab in tables.items():
         kept = ~tab.quarantined()
         for i, rule in enumerate(r for r in FINDING_RULES if r.table == name):
@@ -475,8 +475,8 @@ def _cast(tab: _Table, column: str, kind: str, untidy: int) -> ibis.Value:
             return col
         text = col.cast("string").strip().lower()
         value = ibis.cases(
-            (text.isin(sorted(_TRUE)), True),
-            (text.isin(sorted(_FALSE)), False),
+            (text.isin(sorted(TRUE)), True),
+            (text.isin(sorted(FALSE)), False),
             else_=ibis.null("boolean"),
         )
         problem = "is not a boolean (expected true/false, 1/0 or yes/no)"

@@ -15,12 +15,14 @@ import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 
+from kpi_lib.data.load import load_source
 from kpi_lib.data.org import org_files
-from kpi_lib.data.sources import Source, SourceSpec, load_source
+from kpi_lib.data.source import Source, SourceSpec
 from kpi_lib.errors import UnknownScopeError
 from kpi_lib.metrics.cube import compute_cube, load_settings
 from kpi_lib.paths import PROJECT_ROOT, project_path, resolve_source
@@ -236,8 +238,10 @@ def _path_or_none(path) -> str | None:
 
 def code_version() -> str:
     """``git describe`` of the project when it is a checkout, else the package version."""
-    from kpi_lib import __version__
-
+    try:
+        version = metadata.version("kpi-kit")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        version = "0+unknown"
     try:
         described = subprocess.run(
             ["git", "describe", "--always", "--dirty", "--tags"],
@@ -247,9 +251,9 @@ def code_version() -> str:
             timeout=5,
             check=True,
         ).stdout.strip()
-        return f"{__version__}+{described}" if described else __version__
+        return f"{version}+{described}" if described else version
     except (OSError, subprocess.SubprocessError):
-        return __version__
+        return version
 
 
 def resolve_period(period: str | Period | None) -> Period:

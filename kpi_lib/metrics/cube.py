@@ -14,8 +14,9 @@ import pandas as pd
 import pyarrow as pa
 import yaml
 
+from kpi_lib.data.load import load_source
 from kpi_lib.data.org import org_files
-from kpi_lib.data.sources import Source, load_source
+from kpi_lib.data.source import Source
 from kpi_lib.errors import ParamsError
 from kpi_lib.metrics.measures import Window, measure_frames, stage_positions
 from kpi_lib.metrics.registry import HIDDEN, REGISTRY, Count, Derived, Kpi, Ratio, ratio

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from kpi_lib.data.sources import Source
+from kpi_lib.data.source import Source
 from kpi_lib.periods import Period
 
 

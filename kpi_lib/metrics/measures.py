@@ -19,7 +19,7 @@ import pandas as pd
 from ibis import _
 
 from kpi_lib.data.queries import Runner
-from kpi_lib.data.sources import Source
+from kpi_lib.data.source import Source
 from kpi_lib.periods import Period
 
 _TRUNCATE_UNIT = {"month": "M", "quarter": "Q", "year": "Y"}

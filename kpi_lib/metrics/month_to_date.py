@@ -14,7 +14,8 @@ from datetime import date, datetime
 
 import pandas as pd
 
-from kpi_lib.data.sources import Source, load_source
+from kpi_lib.data.load import load_source
+from kpi_lib.data.source import Source
 from kpi_lib.metrics.compare import attainment, change
 from kpi_lib.metrics.cube import compute_cube
 from kpi_lib.metrics.registry import REGISTRY

@@ -257,7 +257,8 @@ class Directory:
 
 def _account_tables(source) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     """``(accounts, deals)`` of a source; ``(None, None)`` when it has no accounts."""
-    from kpi_lib.data.sources import Source, load_source
+    from kpi_lib.data.load import load_source
+    from kpi_lib.data.source import Source
     from kpi_lib.paths import resolve_source
 
     src = source if isinstance(source, Source) else load_source(resolve_source(source))

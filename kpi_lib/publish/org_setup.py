@@ -31,7 +31,8 @@ from pathlib import Path
 import pandas as pd
 
 from kpi_lib import clock
-from kpi_lib.data.sources import Source, SourceSpec, load_source
+from kpi_lib.data.load import load_source
+from kpi_lib.data.source import Source, SourceSpec
 from kpi_lib.errors import ParamsError
 from kpi_lib.metrics.cube import compute_cube, stage_order
 from kpi_lib.metrics.registry import get_kpi
@@ -175,7 +176,7 @@ def write_starter_config(
 
 
 def _spec_of(source) -> SourceSpec:
-    from kpi_lib.data.sources import source_spec
+    from kpi_lib.data.source import source_spec
 
     spec = source_spec(source)
     if isinstance(spec, SourceSpec):

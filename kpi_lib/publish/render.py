@@ -43,7 +43,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kpi_lib.data.sources import SourceSpec, source_spec
+from kpi_lib.data.source import SourceSpec, source_spec
 from kpi_lib.errors import ParamsError
 from kpi_lib.paths import project_path, temp_name, write_atomic
 from kpi_lib.periods import Period, last_complete_month
@@ -443,7 +443,7 @@ def _prepare(source, label: str, as_of, targets, data_dir: Path, force: bool, hi
 
 
 def _load(source):
-    from kpi_lib.data.sources import load_source
+    from kpi_lib.data.load import load_source
 
     return load_source(_absolute(source) if isinstance(source, str | Path) else source)
 
