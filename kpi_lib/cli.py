@@ -74,9 +74,10 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _snapshot(args: argparse.Namespace) -> int:
+    from kpi_lib.clock import today
     from kpi_lib.data.history import history_coverage, take_snapshot
 
-    result = take_snapshot(_source(args), args.history, today=args.today, always=args.always)
+    result = take_snapshot(_source(args), args.history, today=today(args.today), always=args.always)
     print(result.summary(), file=sys.stderr)
     print(history_coverage(args.history).text(), file=sys.stderr)
     return EXIT_OK
@@ -130,14 +131,10 @@ def _init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _default_period() -> str:
+def _last_month(args: argparse.Namespace) -> int:
     from kpi_lib.periods import last_complete_month
 
-    return last_complete_month().label
-
-
-def _last_month(args: argparse.Namespace) -> int:
-    print(_default_period())
+    print(last_complete_month().label)
     return EXIT_OK
 
 
@@ -373,11 +370,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _typed(args: argparse.Namespace) -> None:
+    """Parse what a command was given as text, once, here: the library takes typed values.
+
+    ``--period`` becomes a ``Period`` (a list of them for ``kpis``, which takes a range; none
+    given: the last complete month), ``--as-of`` a ``date``.
+    """
+    from kpi_lib.periods import Period, last_complete_month, parse_day, parse_periods
+
+    if hasattr(args, "period"):
+        if args.command == "kpis":
+            args.period = parse_periods(args.period)
+        else:
+            args.period = Period.parse(args.period) if args.period else last_complete_month()
+    if getattr(args, "as_of", None):
+        args.as_of = parse_day(args.as_of)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "period", "unset") is None:
-        args.period = _default_period()
     try:
+        _typed(args)
         return args.run(args)
     except KpiKitError as exc:
         print(f"error: {redact(exc)}", file=sys.stderr)

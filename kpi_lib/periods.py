@@ -145,6 +145,23 @@ def last_complete_month(today: date | datetime | None = None) -> Period:
     return Period(pd.Timestamp(today.year, today.month, 1), "month").previous
 
 
+def parse_day(text: str, what: str = "--as-of") -> date:
+    """A day given as text (``2026-10-31``); ``PeriodError`` naming ``what`` when it is none.
+
+    Example
+    -------
+    >>> parse_day("2026-10-31")
+    datetime.date(2026, 10, 31)
+    """
+    try:
+        day = pd.Timestamp(str(text).strip())
+    except (ValueError, TypeError) as exc:
+        raise PeriodError(f"{what} '{text}' is not a date (YYYY-MM-DD)") from exc
+    if pd.isna(day):
+        raise PeriodError(f"{what} '{text}' is not a date (YYYY-MM-DD)")
+    return day.date()
+
+
 def parse_as_of(text: str | date | datetime | None) -> pd.Timestamp:
     """The report date as the first instant *after* it: data up to the end of that day counts.
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from kpi_lib.periods import Period
+
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "data" / "demo.duckdb"
 PERIOD = "2026-10"
@@ -57,7 +59,7 @@ def build_batch(folder: Path, period: str = PERIOD, as_of: str = AS_OF) -> Path:
     from kpi_lib.metrics.batch import prepare_batch
 
     period_dir = folder / period
-    batch = prepare_batch(DEMO, period, out_dir=period_dir / "_data", as_of=as_of)
+    batch = prepare_batch(DEMO, Period.parse(period), out_dir=period_dir / "_data", as_of=as_of)
     write_stand_ins(period_dir, batch)
     return period_dir
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from kpi_lib.cli import main
+from kpi_lib.periods import Period
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -540,7 +541,11 @@ def good_batch(tmp_path_factory) -> Path:
     write(folder / "src", {})
     period_dir = folder / "reports" / PERIOD
     prepare_batch(
-        str(folder / "src"), PERIOD, out_dir=period_dir / "_data", as_of="2026-11-28", targets=None
+        str(folder / "src"),
+        Period.parse(PERIOD),
+        out_dir=period_dir / "_data",
+        as_of="2026-11-28",
+        targets=None,
     )
     for name, text in {
         "executive/all.html": "<!DOCTYPE html><html>good</html>",

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import kpi_lib
+from kpi_lib.periods import Period
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -40,7 +41,7 @@ def pages(tmp_path_factory) -> dict[str, Path]:
         write_demo_data(source)
     period = kpi_lib.last_complete_month().label
     work = tmp_path_factory.mktemp("browser")
-    prepare_batch(str(source), period, out_dir=work / "_data")
+    prepare_batch(str(source), Period.parse(period), out_dir=work / "_data")
     out = {}
     for role, scope_id in REPORTS:
         executed = work / f"{role}.ipynb"

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from kpi_lib.cli import main
+from kpi_lib.periods import Period
 
 ROOT = Path(__file__).resolve().parent.parent
 PERIOD = "2026-10"
@@ -98,7 +99,7 @@ def batch_dir(tmp_path_factory) -> Path:
         )
     )
     result = render_batch(
-        PERIOD,
+        Period.parse(PERIOD),
         source=str(source),
         out=str(work / "reports"),
         as_of=AS_OF,
@@ -129,7 +130,9 @@ def batch_dir(tmp_path_factory) -> Path:
             }
         )
     )
-    sent = send_batch(PERIOD, out=work / "reports", recipients=recipients, log=lambda _: None)
+    sent = send_batch(
+        Period.parse(PERIOD), out=work / "reports", recipients=recipients, log=lambda _: None
+    )
     assert sent.failed == [] and len(sent.sent) == 3, sent.summary()
     INPUTS_TRIED.extend(PAYLOADS)
     return work / "reports" / PERIOD
@@ -199,7 +202,7 @@ def test_payloads_are_escaped_in_the_html_source_and_stay_out_of_mail_headers(ba
 def test_the_hostile_batch_has_no_scope_leak(batch_dir):
     from kpi_lib.publish.audit import scan_batch
 
-    assert scan_batch(batch_dir.parent, PERIOD) == []
+    assert scan_batch(batch_dir.parent, Period.parse(PERIOD)) == []
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ import yaml
 from nbformat.v4 import new_code_cell, new_notebook
 
 import kpi_lib
+from kpi_lib.periods import Period
 from kpi_lib.publish.audit import Auditor, Directory, html_text, scan_batch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,7 +122,7 @@ def rendered(tmp_path_factory, demo_source) -> dict:
     from kpi_lib.publish.send import send_batch
 
     work = tmp_path_factory.mktemp("isolation")
-    batch = prepare_batch(str(demo_source), PERIOD, as_of=AS_OF)
+    batch = prepare_batch(str(demo_source), Period.parse(PERIOD), as_of=AS_OF)
     teams = list(batch.teams["team_id"][:2])
     reps = batch.reps[batch.reps["team_id"].isin(teams) & batch.reps["is_active"]]
     matrix = work / "reports.yaml"
@@ -149,7 +150,7 @@ def rendered(tmp_path_factory, demo_source) -> dict:
     )
     out = work / "reports"
     result = render_batch(
-        PERIOD,
+        Period.parse(PERIOD),
         source=str(demo_source),
         out=str(out),
         as_of=AS_OF,
@@ -175,7 +176,7 @@ def rendered(tmp_path_factory, demo_source) -> dict:
     ]
     recipients = work / "recipients.yaml"
     recipients.write_text(yaml.safe_dump({"recipients": people}))
-    sent = send_batch(PERIOD, out=out, recipients=recipients, log=lambda _: None)
+    sent = send_batch(Period.parse(PERIOD), out=out, recipients=recipients, log=lambda _: None)
     assert sent.failed == [] and len(sent.sent) == len(people), sent.summary()
     return {
         "out": out,
@@ -192,7 +193,9 @@ def test_a_clean_batch_has_no_finding_in_any_report_or_digest(rendered):
     period_dir = rendered["out"] / PERIOD
     assert len(list(period_dir.glob("rep/*.html"))) == len(rendered["reps"]) == 4
     assert len(list((period_dir / "outbox").glob("*.eml"))) == 7
-    assert scan_batch(rendered["out"], PERIOD, recipients=rendered["recipients"]) == []
+    assert (
+        scan_batch(rendered["out"], Period.parse(PERIOD), recipients=rendered["recipients"]) == []
+    )
 
 
 def copy_of(rendered, tmp_path) -> Path:
@@ -212,7 +215,7 @@ def test_a_name_planted_in_a_rep_report_is_found(rendered, tmp_path):
     page.write_text(
         page.read_text().replace("</main>", f"<p>Compare with {other.rep_name}</p></main>", 1)
     )
-    found = scan_batch(out, PERIOD, recipients=rendered["recipients"])
+    found = scan_batch(out, Period.parse(PERIOD), recipients=rendered["recipients"])
     assert [(f.path, f.kind, f.entity_id) for f in found] == [(str(page), "rep", other.rep_id)]
     LEAKS_FOUND.append(str(found[0]))
 
@@ -236,7 +239,7 @@ def test_another_teams_account_planted_in_a_digest_is_found(rendered, tmp_path):
     body = msg.get_body(("plain",))
     body.set_content(body.get_content() + f"\nBiggest deal: {name}\n")
     eml.write_bytes(msg.as_bytes())
-    found = scan_batch(out, PERIOD, recipients=rendered["recipients"])
+    found = scan_batch(out, Period.parse(PERIOD), recipients=rendered["recipients"])
     assert [(f.path, f.kind, f.name) for f in found] == [(str(eml), "account", name)]
     LEAKS_FOUND.append(str(found[0]))
 

@@ -15,6 +15,7 @@ import pytest
 
 import kpi_lib
 from kpi_lib.metrics.registry import HEADLINE_KPIS, get_kpi
+from kpi_lib.periods import Period
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = {"executive": "company", "manager": "team", "rep": "rep"}
@@ -109,7 +110,7 @@ def batch_dir(demo_source, period, tmp_path_factory) -> Path:
     from kpi_lib.metrics.batch import prepare_batch
 
     folder = tmp_path_factory.mktemp("batch") / "_data"
-    prepare_batch(str(demo_source), period, out_dir=folder)
+    prepare_batch(str(demo_source), Period.parse(period), out_dir=folder)
     return folder
 
 

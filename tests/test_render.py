@@ -23,6 +23,7 @@ from _notebooks import stand_in_notebook
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from kpi_lib.errors import ParamsError, UnknownScopeError
+from kpi_lib.periods import Period
 from kpi_lib.publish.execute import export_html
 from kpi_lib.publish.index import BatchResult, ReportOutcome, index_html
 from kpi_lib.publish.plan import Matrix, RoleSpec, load_matrix, plan_reports
@@ -394,9 +395,13 @@ def test_a_whole_demo_batch_renders_every_role_and_scope_into_the_design_layout(
     from kpi_lib.metrics.batch import prepare_batch
 
     result = render_batch(
-        PERIOD, source=str(demo_source), out=str(tmp_path), as_of=AS_OF, progress=False
+        Period.parse(PERIOD),
+        source=str(demo_source),
+        out=str(tmp_path),
+        as_of=AS_OF,
+        progress=False,
     )
-    expected = prepare_batch(str(demo_source), PERIOD, as_of=AS_OF)
+    expected = prepare_batch(str(demo_source), Period.parse(PERIOD), as_of=AS_OF)
     scopes = [(s.scope, s.scope_id) for s in expected.scopes()]
     role_of = {"company": "executive", "team": "manager", "rep": "rep"}
     period_dir = tmp_path / PERIOD
@@ -548,7 +553,7 @@ def test_a_hung_report_times_out_and_the_others_still_render(tmp_path, demo_sour
     )
 
     result = render_batch(
-        PERIOD,
+        Period.parse(PERIOD),
         source=str(demo_source),
         out=str(tmp_path / "out"),
         matrix=matrix,

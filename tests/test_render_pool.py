@@ -20,6 +20,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from kpi_lib.cli import build_parser
+from kpi_lib.periods import Period
 from kpi_lib.publish import cache as _render_cache
 from kpi_lib.publish.render import render_batch
 
@@ -114,7 +115,9 @@ def test_an_account_renamed_changes_the_keys_of_its_rep_its_team_and_the_company
 
     def digests(path: Path) -> dict[str, str]:
         src = load_source(str(path))
-        return _render_cache.scope_digests(prepare_batch(src, PERIOD, as_of=AS_OF), src)
+        return _render_cache.scope_digests(
+            prepare_batch(src, Period.parse(PERIOD), as_of=AS_OF), src
+        )
 
     changed = shutil.copy(demo_source, tmp_path / "changed.duckdb")
     with duckdb.connect(str(changed)) as con:
@@ -168,7 +171,7 @@ def test_a_report_rendered_warm_after_another_teams_report_equals_one_rendered_f
     dirs = {}
     for fresh in (True, False):  # the same folder (its path is on the page), copied aside
         result = render_batch(
-            PERIOD,
+            Period.parse(PERIOD),
             source=str(demo_source),
             out=str(tmp_path / "out"),
             as_of=AS_OF,
@@ -220,7 +223,7 @@ def test_a_dead_or_hung_kernel_fails_its_report_and_the_next_report_gets_a_fresh
     )
 
     result = render_batch(
-        PERIOD,
+        Period.parse(PERIOD),
         source=str(demo_source),
         out=str(tmp_path / "out"),
         as_of=AS_OF,
@@ -270,7 +273,7 @@ def test_a_rerun_renders_nothing_unchanged_and_a_data_change_renders_only_what_s
 
     def render(**kwargs):
         result = render_batch(
-            PERIOD,
+            Period.parse(PERIOD),
             source=str(source),
             out=str(out),
             as_of=AS_OF,

@@ -1,4 +1,4 @@
-"""Presentation helpers: formats, colours by direction, tiles, sparklines, escaping, details.
+"""Presentation helpers: formats, colours by direction, tiles, sparklines, escaping, deals.
 
 Fast tests on hand-made numbers and the tiny CRM of ``conftest``; the notebooks' end-to-end runs
 live in ``test_notebooks.py`` and ``test_browser.py``.
@@ -17,8 +17,7 @@ from conftest import lost, opp, source, won
 
 import kpi_lib
 from kpi_lib.errors import ParamsError
-from kpi_lib.metrics import compare
-from kpi_lib.metrics import deals as details
+from kpi_lib.metrics import compare, deals
 from kpi_lib.paths import project_path, resolve_source
 from kpi_lib.periods import Period
 from kpi_lib.report import (
@@ -215,7 +214,7 @@ def report_for(tiny, role, scope, scope_id, name, team_id=None) -> Report:
         team_id=team_id,
         cube=cube,
         source=src,
-        open_deals=details.open_deals_table(src, Period.parse("2026-10"), "2026-11-28"),
+        open_deals=deals.open_deals_table(src, Period.parse("2026-10"), "2026-11-28"),
         unavailable=cube.attrs["unavailable"],
         findings=["opportunities.amount: 1 row <missing>"],
         fingerprint="abc123",
@@ -329,26 +328,26 @@ def test_open_report_rejects_a_scope_of_the_wrong_role(monkeypatch):
 
 def test_open_deals_are_those_open_at_the_end_of_the_period_largest_first(tiny):
     src, _ = tiny
-    deals = details.open_deals(
+    rows = deals.open_deals(
         src, Period.parse("2026-10"), "team", "east", stage_probabilities={"Demo": 0.5}
     )
-    assert list(deals["opportunity_id"]) == ["o6", "o7"]
-    assert deals.loc[0, "weighted_amount"] == 35.0
-    assert deals.loc[1, "weighted_amount"] == 0.0  # no probability for Proposal
+    assert list(rows["opportunity_id"]) == ["o6", "o7"]
+    assert rows.loc[0, "weighted_amount"] == 35.0
+    assert rows.loc[1, "weighted_amount"] == 0.0  # no probability for Proposal
     # o7 created 2026-08-01, snapshot 2026-11-01: 92 days
-    assert deals.loc[1, "age_days"] == pytest.approx(92.0)
-    assert deals["is_expected_close_estimated"].all()
+    assert rows.loc[1, "age_days"] == pytest.approx(92.0)
+    assert rows["is_expected_close_estimated"].all()
 
 
 def test_open_deals_respect_the_report_date(tiny):
     src, _ = tiny
-    deals = details.open_deals(src, Period.parse("2026-10"), "rep", "r1", as_of="2026-10-10")
-    assert list(deals["opportunity_id"]) == []  # o6 was created on 2026-10-20
+    rows = deals.open_deals(src, Period.parse("2026-10"), "rep", "r1", as_of="2026-10-10")
+    assert list(rows["opportunity_id"]) == []  # o6 was created on 2026-10-20
 
 
 def test_pipeline_by_stage_lists_stages_in_pipeline_order_with_empty_ones(tiny):
     src, _ = tiny
-    pipe = details.pipeline_by_stage(
+    pipe = deals.pipeline_by_stage(
         src, Period.parse("2026-10"), "company", "all", stages=["Discovery", "Demo", "Proposal"]
     )
     assert list(pipe["stage"]) == ["Discovery", "Demo", "Proposal"]
@@ -373,11 +372,11 @@ def test_deals_open_at_a_snapshot_before_the_stage_history_starts_keep_their_cur
             }
         ),
     )
-    february = details.open_deals_table(src, Period.parse("2026-02"))
+    february = deals.open_deals_table(src, Period.parse("2026-02"))
     assert dict(zip(february["opportunity_id"], february["stage"], strict=True)) == {
         "old": "Negotiation/Review"
     }
-    october = details.open_deals_table(src, Period.parse("2026-10"))
+    october = deals.open_deals_table(src, Period.parse("2026-10"))
     assert dict(zip(october["opportunity_id"], october["stage"], strict=True)) == {
         "old": "Negotiation/Review",
         "new": "Id. Decision Makers",
@@ -395,18 +394,18 @@ def test_the_estimated_close_is_created_plus_the_scopes_mean_cycle_of_the_last_1
             opp("o2", "r2", created_at="2026-10-05", stage="Demo", amount=5),
         ]
     )
-    table = details.open_deals_table(src, Period.parse("2026-10"))
+    table = deals.open_deals_table(src, Period.parse("2026-10"))
     expected = {}
     for scope, scope_id in [("rep", "r1"), ("team", "east"), ("company", "all")]:
-        deals = details.open_deals(table, Period.parse("2026-10"), scope, scope_id)
-        expected[scope] = deals.set_index("opportunity_id")["expected_close_at"]
-        assert deals["is_expected_close_estimated"].all()
+        rows = deals.open_deals(table, Period.parse("2026-10"), scope, scope_id)
+        expected[scope] = rows.set_index("opportunity_id")["expected_close_at"]
+        assert rows["is_expected_close_estimated"].all()
     assert expected["rep"]["o1"] == pd.Timestamp("2026-10-11")  # r1's own cycle: 10 days
     assert expected["team"]["o2"] == pd.Timestamp("2026-10-15")  # east won only w1: 10 days
     assert expected["company"]["o1"] == pd.Timestamp("2026-10-26")  # (10 + 40) / 2 = 25 days
     # r2 won nothing: no cycle of its own, so no estimate on the rep's report
     assert (
-        details.open_deals(table, Period.parse("2026-10"), "rep", "r2")["expected_close_at"]
+        deals.open_deals(table, Period.parse("2026-10"), "rep", "r2")["expected_close_at"]
         .isna()
         .all()
     )
@@ -415,15 +414,19 @@ def test_the_estimated_close_is_created_plus_the_scopes_mean_cycle_of_the_last_1
 def test_a_report_of_a_saved_batch_shows_open_deals_without_loading_the_source(tmp_path):
     from kpi_lib.metrics.batch import prepare_batch, report_context
 
-    batch = prepare_batch("data/demo.duckdb", "2026-10", as_of="2026-11-28", targets=None)
+    batch = prepare_batch(
+        "data/demo.duckdb", Period.parse("2026-10"), as_of="2026-11-28", targets=None
+    )
     batch.save(tmp_path)
     team = batch.teams["team_id"].iloc[0]
     rep = batch.reps.loc[batch.reps["team_id"] == team, "rep_id"].iloc[0]
     for scope_id in ("all", team, rep):
-        ctx = report_context("2026-10", scope_id, "data/demo.duckdb", batch_dir=str(tmp_path))
+        ctx = report_context(
+            Period.parse("2026-10"), scope_id, "data/demo.duckdb", batch_dir=str(tmp_path)
+        )
         src = kpi_lib.load_source("data/demo.duckdb")
-        from_batch = details.open_deals(ctx.open_deals, ctx.period, ctx.scope, scope_id, ctx.as_of)
-        from_source = details.open_deals(src, ctx.period, ctx.scope, scope_id, ctx.as_of)
+        from_batch = deals.open_deals(ctx.open_deals, ctx.period, ctx.scope, scope_id, ctx.as_of)
+        from_source = deals.open_deals(src, ctx.period, ctx.scope, scope_id, ctx.as_of)
         pd.testing.assert_frame_equal(from_batch, from_source)
         assert len(from_batch) > 0
         assert "source" not in ctx.__dict__  # the cached source was never loaded
@@ -439,7 +442,7 @@ def test_reps_in_scope_keeps_reps_active_in_the_period():
             {"rep_id": "r3", "rep_name": "Cy", "team_id": "west"},
         ],
     )
-    assert list(details.reps_in_scope(src, Period.parse("2026-10"), "team", "east")["rep_id"]) == [
+    assert list(deals.reps_in_scope(src, Period.parse("2026-10"), "team", "east")["rep_id"]) == [
         "r2"
     ]
 
@@ -481,7 +484,7 @@ def young_batch():
     from kpi_lib.metrics.batch import prepare_batch
 
     src = source(YOUNG_OPPS, teams=TEAMS, reps=REPS)
-    return prepare_batch(src, "2026-10", as_of="2026-11-28", targets={})
+    return prepare_batch(src, Period.parse("2026-10"), as_of="2026-11-28", targets={})
 
 
 def test_an_org_whose_data_starts_mid_year_charts_from_its_first_month(young_batch):
@@ -518,12 +521,12 @@ def test_the_digest_of_a_young_org_charts_from_its_first_month(young_batch):
 def test_open_deals_of_a_source_whose_accounts_table_is_empty_show_their_account_ids():
     """An accounts export with a header and no rows: names fall back to the deals' ids."""
     accounts = pd.DataFrame(columns=["account_id", "account_name", "owner_rep_id"])
-    deals = [
+    opportunities = [
         opp("o1", "r1", amount=10.0, account_id="Acme Québec"),
         opp("o2", "r2", amount=20.0),
     ]
-    src = source(deals, teams=TEAMS, reps=REPS, accounts=accounts)
-    table = details.open_deals_table(src, Period.parse("2026-10"), "2026-11-28")
+    src = source(opportunities, teams=TEAMS, reps=REPS, accounts=accounts)
+    table = deals.open_deals_table(src, Period.parse("2026-10"), "2026-11-28")
     assert dict(zip(table["opportunity_id"], table["account_name"], strict=True)) == {
         "o1": "Acme Québec",
         "o2": "",
@@ -536,19 +539,19 @@ def test_a_deal_open_at_the_snapshot_and_closed_since_is_not_shown_in_its_closed
     in Demo (probability 0.5)."""
     from kpi_lib.metrics.batch import ReportContext, prepare_batch
 
-    deals = [
+    opportunities = [
         won("o1", "2026-11-03", 400.0, "r1", created_at="2026-10-01", stage="Won"),
         opp("o2", "r1", created_at="2026-10-02", amount=100.0, stage="Demo"),
     ]
-    src = source(deals, teams=TEAMS, reps=REPS)
-    table = details.open_deals_table(src, Period.parse("2026-10"), "2026-11-28")
+    src = source(opportunities, teams=TEAMS, reps=REPS)
+    table = deals.open_deals_table(src, Period.parse("2026-10"), "2026-11-28")
     assert dict(zip(table["opportunity_id"], table["stage"], strict=True)) == {
-        "o1": details.STAGE_NOT_RECORDED,
+        "o1": deals.STAGE_NOT_RECORDED,
         "o2": "Demo",
     }
     batch = prepare_batch(
         src,
-        "2026-10",
+        Period.parse("2026-10"),
         as_of="2026-11-28",
         targets={},
         settings={"stage_probabilities": {"Demo": 0.5}},
@@ -564,9 +567,9 @@ def test_an_org_that_sells_in_euros_reads_its_amounts_in_euros_in_reports_and_di
     from kpi_lib.metrics.batch import ReportContext, prepare_batch
     from kpi_lib.publish.digest import Figures, scope_tiles
 
-    deals = [{**won("e1", "2026-10-05", 1500.0, "r1"), "currency": "EUR"}]
-    src = source(deals, teams=TEAMS, reps=REPS)
-    batch = prepare_batch(src, "2026-10", as_of="2026-11-28", targets={})
+    opportunities = [{**won("e1", "2026-10-05", 1500.0, "r1"), "currency": "EUR"}]
+    src = source(opportunities, teams=TEAMS, reps=REPS)
+    batch = prepare_batch(src, Period.parse("2026-10"), as_of="2026-11-28", targets={})
     assert batch.currency == "EUR"
     try:
         report = Report("executive", ReportContext(batch, batch.scope("all"), "<frames>"), {})

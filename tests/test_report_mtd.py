@@ -242,7 +242,7 @@ def test_executive_notebook_on_a_month_to_date_batch(tmp_path):
 
         write_demo_data(demo)
     folder = tmp_path / "2026-10" / "_data"
-    prepare_batch(str(demo), "2026-10", out_dir=folder, as_of=AS_OF)
+    prepare_batch(str(demo), Period.parse("2026-10"), out_dir=folder, as_of=AS_OF)
     nb = execute(
         "executive", tmp_path / "e.ipynb", cwd=ROOT, period="2026-10", batch_dir=str(folder)
     )

@@ -160,8 +160,8 @@ class FakeRender:
     def __call__(self, period, source, out, jobs, as_of, targets, progress, matrix):
         from kpi_lib.publish.index import BatchResult, ReportOutcome
 
-        self.calls.append((period, as_of))
-        period_dir = Path(out) / period
+        self.calls.append((period.label, as_of))  # the plan's Period, typed
+        period_dir = Path(out) / period.label
         (period_dir / "_data").mkdir(parents=True, exist_ok=True)
         (period_dir / "_data" / "batch.json").write_text("{}")
         reports = [
@@ -183,7 +183,7 @@ class FakeRender:
         (period_dir / "manifest.json").write_text(
             json.dumps({"as_of": as_of, "counts": {"reports": 2, "ok": 2, "failed": 0}})
         )
-        return BatchResult(period, period_dir, reports, "t0", "t1", 3.5, as_of=as_of)
+        return BatchResult(period.label, period_dir, reports, "t0", "t1", 3.5, as_of=as_of)
 
 
 @pytest.fixture

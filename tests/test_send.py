@@ -26,6 +26,7 @@ from _delivery import (
 )
 
 from kpi_lib import cli
+from kpi_lib.periods import Period
 from kpi_lib.publish.send import Ledger, RetryPolicy, send_batch, smtp_settings
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02)
@@ -182,7 +183,7 @@ def send_cli(out: Path, recipients: Path, port: int, *extra: str) -> subprocess.
 
 @pytest.mark.slow
 def test_without_a_host_each_digest_is_an_eml_file_in_the_outbox(out, recipients):
-    result = send_batch("2026-10", out=out, recipients=recipients, log=lambda _: None)
+    result = send_batch(Period.parse("2026-10"), out=out, recipients=recipients, log=lambda _: None)
     outbox = out / "2026-10" / "outbox"
     files = sorted(p.name for p in outbox.glob("*.eml"))
     assert files == sorted(f"{r['email']}.eml" for r in RECIPIENTS["recipients"])
@@ -197,7 +198,7 @@ def test_without_a_host_each_digest_is_an_eml_file_in_the_outbox(out, recipients
 def test_a_real_smtp_server_receives_each_recipient_their_scopes_only(out, recipients, smtp_server):
     inbox, port = smtp_server
     result = send_batch(
-        "2026-10",
+        Period.parse("2026-10"),
         out=out,
         recipients=recipients,
         smtp=smtp_settings("127.0.0.1", port),
@@ -231,7 +232,7 @@ def test_without_chromium_each_digest_goes_out_with_the_html_report_and_the_ledg
     monkeypatch.setenv("KPI_CHROMIUM", str(out / "no-such-chromium"))
     lines: list[str] = []
     result = send_batch(
-        "2026-10",
+        Period.parse("2026-10"),
         out=out,
         recipients=recipients,
         smtp=smtp_settings("127.0.0.1", port),
@@ -256,10 +257,20 @@ def test_a_rerun_sends_nothing_already_in_the_ledger(out, recipients, smtp_serve
     inbox, port = smtp_server
     settings = smtp_settings("127.0.0.1", port)
     send_batch(
-        "2026-10", out=out, recipients=recipients, smtp=settings, retry=FAST, log=lambda _: None
+        Period.parse("2026-10"),
+        out=out,
+        recipients=recipients,
+        smtp=settings,
+        retry=FAST,
+        log=lambda _: None,
     )
     again = send_batch(
-        "2026-10", out=out, recipients=recipients, smtp=settings, retry=FAST, log=lambda _: None
+        Period.parse("2026-10"),
+        out=out,
+        recipients=recipients,
+        smtp=settings,
+        retry=FAST,
+        log=lambda _: None,
     )
     assert again.sent == [] and sorted(again.already_sent) == sorted(GRANTED)
     assert len(inbox.messages) == 4
@@ -289,7 +300,7 @@ def test_a_dropped_connection_and_a_421_are_retried_with_backoff(out, recipients
     inbox.drop, inbox.defer = {2}, {4}
     waits: list[float] = []
     result = send_batch(
-        "2026-10",
+        Period.parse("2026-10"),
         out=out,
         recipients=recipients,
         smtp=smtp_settings("127.0.0.1", port),

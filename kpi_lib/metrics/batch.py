@@ -26,7 +26,7 @@ from kpi_lib.data.source import Source, SourceSpec
 from kpi_lib.errors import UnknownScopeError
 from kpi_lib.metrics.cube import compute_cube, load_settings
 from kpi_lib.paths import PROJECT_ROOT, project_path, resolve_source
-from kpi_lib.periods import Period, last_complete_month, parse_as_of
+from kpi_lib.periods import Period, parse_as_of
 from kpi_lib.redact import hide_source, redact
 
 HISTORY = {"month": 13, "quarter": 8, "year": 4}
@@ -50,7 +50,7 @@ class Batch:
 
     Example
     -------
-    >>> batch = prepare_batch("data/demo.duckdb", "2026-10")        # doctest: +SKIP
+    >>> batch = prepare_batch("data/demo.duckdb", Period.parse("2026-10"))  # doctest: +SKIP
     >>> [s.scope_id for s in batch.scopes()][:3]                     # doctest: +SKIP
     ['all', 'apac-ent', 'apac-mm']
     """
@@ -76,14 +76,14 @@ class Batch:
     recipients: str | None = None
     """The org's recipients file (``kpi_lib.data.org``), for ``send`` without ``--recipients``."""
     currency: str | None = None
-    """The currency of the amounts (``details.reporting_currency``); None: none named (USD)."""
+    """The currency of the amounts (``deals.reporting_currency``); None: none named (USD)."""
     data_start: str | None = None
     """The first period with any data when the data starts inside the cube's reach (a young
     org, an export that begins mid-year); reports show nothing before it (``has_data``)."""
     spec: SourceSpec | None = field(default=None, repr=False)
     """How the source is read, when options say so (``save`` writes it as ``source.yaml``)."""
     open_deals: pd.DataFrame | None = None
-    """Every deal open at the period's snapshot (``details.open_deals_table``): the rows behind
+    """Every deal open at the period's snapshot (``deals.open_deals_table``): the rows behind
     the open-deals and pipeline-by-stage sections, so no report loads the source."""
 
     def has_data(self, period: str) -> bool:
@@ -256,16 +256,9 @@ def code_version() -> str:
         return version
 
 
-def resolve_period(period: str | Period | None) -> Period:
-    """A ``Period`` from text; empty means the last complete month."""
-    if isinstance(period, Period):
-        return period
-    return Period.parse(period) if period else last_complete_month()
-
-
 def prepare_batch(
     source: str | Path | Source,
-    period: str | Period | None,
+    period: Period,
     out_dir: str | Path | None = None,
     as_of=None,
     targets: str | Path | dict | None = None,
@@ -290,7 +283,7 @@ def prepare_batch(
     from kpi_lib.data.history import load_with_history
     from kpi_lib.metrics.deals import open_deals_table, reporting_currency
 
-    p = resolve_period(period)
+    p = period
     history = str(project_path(history_dir)) if history_dir else None
     src = load_with_history(resolve_source(source), history)
     periods = [p.shift(-i) for i in reversed(range(HISTORY[p.grain]))]
@@ -365,7 +358,7 @@ class ReportContext:
 
     @cached_property
     def open_deals(self) -> pd.DataFrame:
-        """Every deal open at the period's snapshot (``details.open_deals_table``): the batch's,
+        """Every deal open at the period's snapshot (``deals.open_deals_table``): the batch's,
         or built from the source when the batch was saved without it."""
         if self.batch.open_deals is not None:
             return self.batch.open_deals
@@ -399,7 +392,7 @@ class ReportContext:
 
 
 def report_context(
-    period: str = "",
+    period: Period,
     scope_id: str = "all",
     source: str = "data/demo.duckdb",
     batch_dir: str = "",
@@ -412,15 +405,15 @@ def report_context(
     With ``batch_dir`` the batch's saved cube is read (nothing recomputed); without it the cube
     is computed here. ``scope`` (``company``, ``team``, ``rep``) says which kind of scope
     ``scope_id`` names when it could be two. Raises ``UnknownScopeError`` for a scope_id that
-    is not in the data and ``PeriodError`` for a malformed period, before any heavy work.
+    is not in the data, before any heavy work.
 
     Example
     -------
-    >>> ctx = report_context("2026-10", "na-ent")       # doctest: +SKIP
+    >>> ctx = report_context(Period.parse("2026-10"), "na-ent")      # doctest: +SKIP
     >>> ctx.scope, ctx.scope_name                         # doctest: +SKIP
     ('team', 'North America Enterprise')
     """
-    p = resolve_period(period)
+    p = period
     if batch_dir:
         batch = Batch.load(project_path(batch_dir))
         if batch.period != p:

@@ -26,7 +26,7 @@ The rule that keeps false positives out (docs/security.md):
 
 Example
 -------
->>> findings = scan_batch("reports", "2026-10")          # doctest: +SKIP
+>>> findings = scan_batch("reports", Period.parse("2026-10"))     # doctest: +SKIP
 >>> [str(f) for f in findings]                            # doctest: +SKIP
 []
 """
@@ -45,6 +45,7 @@ from pathlib import Path
 import pandas as pd
 
 from kpi_lib.errors import KpiKitError
+from kpi_lib.periods import Period
 from kpi_lib.publish.file_names import report_paths
 from kpi_lib.redact import redact
 
@@ -456,7 +457,7 @@ def _reports(period_dir: Path, batch) -> list[tuple[str, str, Path]]:
 
 def scan_batch(
     out_dir: str | Path,
-    period: str,
+    period: Period,
     *,
     recipients: str | Path | None = None,
     source=None,
@@ -468,7 +469,7 @@ def scan_batch(
     Parameters
     ----------
     out_dir, period
-        The batch: ``reports`` and ``2026-10`` scan ``reports/2026-10/``.
+        The batch: ``reports`` and ``Period.parse("2026-10")`` scan ``reports/2026-10/``.
     recipients
         ``params/recipients.yaml``: a digest is checked against what its recipient is granted.
         Without it, against the scopes the message lists in ``X-KPI-Scopes``.
@@ -483,10 +484,9 @@ def scan_batch(
         Empty when nothing leaked.
     """
     from kpi_lib.metrics.batch import Batch
-    from kpi_lib.periods import Period
     from kpi_lib.publish.digest import parse_scopes_header
 
-    period_dir = Path(out_dir) / Period.parse(str(period)).label
+    period_dir = Path(out_dir) / period.label
     batch = Batch.load(period_dir / "_data")
     auditor = Auditor(directory or Directory.from_batch(batch, source))
     findings: list[Finding] = []

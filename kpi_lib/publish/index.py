@@ -72,7 +72,7 @@ class BatchResult:
 
     Example
     -------
-    >>> result = render_batch("2026-10")  # doctest: +SKIP
+    >>> result = render_batch(Period.parse("2026-10"))  # doctest: +SKIP
     >>> print(result.summary())  # doctest: +SKIP
     2026-10: 31 reports, 31 ok, 0 failed in 95.2 s -> reports/2026-10/index.html
     """

@@ -46,7 +46,7 @@ from pathlib import Path
 from kpi_lib.data.source import SourceSpec, source_spec
 from kpi_lib.errors import ParamsError
 from kpi_lib.paths import project_path, temp_name, write_atomic
-from kpi_lib.periods import Period, last_complete_month
+from kpi_lib.periods import Period
 from kpi_lib.publish import cache
 from kpi_lib.publish.execute import execute_report, export_html
 from kpi_lib.publish.index import (
@@ -190,7 +190,7 @@ def _sweep_temp_files(period_dir: Path) -> None:
 
 
 def render_batch(
-    period: str,
+    period: Period,
     source: str = "data/demo.duckdb",
     out: str = "reports",
     roles: Sequence[str] | None = None,
@@ -210,8 +210,8 @@ def render_batch(
     Parameters
     ----------
     period
-        One period: ``'2026-10'``, ``'2026-Q3'`` (Jul 1 to Sep 30) or ``'2026'``; empty means
-        the last complete month.
+        One period: ``Period.parse('2026-10')``, ``'2026-Q3'`` (Jul 1 to Sep 30) or ``'2026'``,
+        parsed by the caller (the CLI defaults to the last complete month).
     source
         Where the canonical tables live (a DuckDB file, a folder of CSV/Parquet, a SQL URL, a
         source file), or a ``SourceSpec`` (``sources.source_spec``: a preset, column map or FX
@@ -223,7 +223,7 @@ def render_batch(
     jobs
         Reports rendered at once, each in its own kernel (default: the number of cores).
     as_of
-        The report date (``'2026-11-03'``); default today.
+        The report date (``date(2026, 11, 3)``); default today.
     targets
         A targets file; default: the org's own (``kpi_lib.data.org``), ``""``: none.
     progress
@@ -251,7 +251,7 @@ def render_batch(
 
     Example
     -------
-    >>> result = render_batch("2026-10", source="data/demo.duckdb")  # doctest: +SKIP
+    >>> result = render_batch(Period.parse("2026-10"), source="data/demo.duckdb")  # doctest: +SKIP
     >>> result.failed  # doctest: +SKIP
     []
     """
@@ -260,7 +260,7 @@ def render_batch(
     from kpi_lib.metrics.cube import project_path
 
     started, clock = _now(), time.monotonic()
-    label = (Period.parse(period) if period else last_complete_month()).label
+    label = period.label
     plan_matrix = load_matrix(project_path(matrix))
     notebooks = {}
     for role in roles if roles is not None else plan_matrix.roles:
@@ -278,7 +278,7 @@ def render_batch(
     shown_source = hide_source(source) if isinstance(source, str | Path) else source
     if isinstance(source, str | Path) and source_spec(source) != source:
         source = source_spec(source)  # a source file: read once, named in _data/source.yaml
-    batch, state = _prepare(source, label, as_of, targets, data_dir, force, history_dir)
+    batch, state = _prepare(source, period, as_of, targets, data_dir, force, history_dir)
     scopes = scope_table(batch)
     specs = plan_reports(plan_matrix, scopes, roles)
     team_names = {sid: name for kind, sid, name, _ in scopes if kind == "team"}
@@ -413,7 +413,7 @@ def _audit_scopes(batch, source, period_dir: Path, outcomes: list[ReportOutcome]
 _INPUTS_FILE = "render_inputs.json"
 
 
-def _prepare(source, label: str, as_of, targets, data_dir: Path, force: bool, history_dir=None):
+def _prepare(source, period: Period, as_of, targets, data_dir: Path, force: bool, history_dir=None):
     """The batch, and what the keys need: ``{"src", "inputs", "digests"}`` (None: not yet).
 
     When the batch saved in ``data_dir`` was computed from the same inputs (source fingerprint,
@@ -425,7 +425,7 @@ def _prepare(source, label: str, as_of, targets, data_dir: Path, force: bool, hi
     state = {"src": None, "inputs": None, "digests": None}
     if not force and (data_dir / _INPUTS_FILE).is_file():
         state["src"] = _load(source)
-        state["inputs"] = _inputs_key(state["src"], source, label, as_of, targets)
+        state["inputs"] = _inputs_key(state["src"], source, period.label, as_of, targets)
         try:
             saved = json.loads((data_dir / _INPUTS_FILE).read_text(encoding="utf-8"))
             if saved.get("inputs") == state["inputs"] and saved.get("scopes"):
@@ -435,7 +435,7 @@ def _prepare(source, label: str, as_of, targets, data_dir: Path, force: bool, hi
         except Exception:  # noqa: BLE001 - an unreadable saved batch is computed again
             pass
     batch = prepare_batch(
-        state["src"] or source, label, as_of=as_of, targets=targets, history_dir=history_dir
+        state["src"] or source, period, as_of=as_of, targets=targets, history_dir=history_dir
     )
     if state["src"] is not None and not isinstance(source, SourceSpec):
         batch.source = redact(str(source))  # batch.json is an output: no password in it

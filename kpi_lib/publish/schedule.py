@@ -196,7 +196,7 @@ def run(
             period_dir.mkdir(parents=True, exist_ok=True)
             _write_mtd(source, plan, targets, period_dir)
         rendered = render_batch(
-            label,
+            plan.period,
             source=source,
             out=str(out),
             jobs=jobs,
@@ -221,7 +221,12 @@ def run(
                 "digest (the others are)"
             )
         result.sent = send_batch(
-            label, out=out, recipients=recipients, smtp=smtp, retry=retry or RetryPolicy(), log=log
+            plan.period,
+            out=out,
+            recipients=recipients,
+            smtp=smtp,
+            retry=retry or RetryPolicy(),
+            log=log,
         )
         log(result.sent.summary())
     return result

@@ -14,7 +14,7 @@ environment variable and is never written or printed.
 
 Example
 -------
->>> result = send_batch("2026-10")     # writes reports/2026-10/outbox/   # doctest: +SKIP
+>>> result = send_batch(Period.parse("2026-10"))  # writes reports/2026-10/outbox/   # doctest: +SKIP
 >>> print(result.summary())                        # doctest: +SKIP
 2026-10: 11 digests written to reports/2026-10/outbox, 0 failed
 """
@@ -321,7 +321,7 @@ def _stderr(line: str) -> None:
 
 
 def send_batch(
-    period: str | Period,
+    period: Period,
     out: str | Path = "reports",
     recipients: str | Path | None = None,
     smtp: SmtpSettings | None = None,
@@ -358,7 +358,7 @@ def send_batch(
     KpiKitError
         No rendered batch, a bad recipients file, bad SMTP settings or a refused login.
     """
-    label = Period.parse(str(period)).label
+    label = period.label
     period_dir = Path(out) / label
     data_dir = period_dir / "_data"
     if not (data_dir / "batch.json").is_file():

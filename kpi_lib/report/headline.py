@@ -19,7 +19,7 @@ from kpi_lib.report.tiles import kpi_tile
 ROLE_TITLES = {"executive": "Executive report", "manager": "Team report", "rep": "Rep report"}
 
 
-class SummarySections:
+class HeadlineSections:
     """Header, highlights and KPI tiles of ``Report`` (a mixin: reads ``self.value`` and co.)."""
 
     def header(self) -> Html:

@@ -8,7 +8,7 @@ from kpi_lib.metrics.registry import HEADLINE_KPIS, REGISTRY, get_kpi
 from kpi_lib.report.html import Html, card, esc
 
 
-class MetaSections:
+class NoteSections:
     """Glossary, data quality and footer of ``Report`` (a mixin)."""
 
     def glossary(self, kpis: Sequence[str] | None = None) -> Html:

@@ -1,4 +1,4 @@
-"""Presentation helpers for the role notebooks: header, KPI tiles, tables, charts, footer.
+"""One report page: ``open_report`` (the first call of every report notebook) and ``Report``.
 
 A report notebook opens its report with ``open_report`` and then calls one method per
 section; each returns an ``Html`` block that Jupyter displays and nbconvert exports as is.
@@ -6,11 +6,11 @@ Nothing here computes a KPI: values, targets and their parts come from the cube,
 units and definitions from the registry, colours and formats from ``kpi_lib.report.theme``.
 Every CRM string (names, stages, findings) is escaped before it goes into HTML.
 
-This module holds ``open_report`` and the ``Report`` class (its data access); the rest is
-split by concern: ``_html`` (blocks, escaping, tables, cards), ``_tiles`` (KPI tiles and
-sparklines), ``_charts`` (figures, ticks, the "to date" marking), ``_styles`` (the CSS),
-``_partial`` (a period still in progress: the month-to-date comparison) and the section mixins
-``_sections_summary``, ``_sections_trends``, ``_sections_detail``, ``_sections_meta``.
+This module holds ``open_report`` and the ``Report`` class (its data access); the rest of the
+report wing is split by concern: ``html`` (blocks, escaping, tables, cards), ``tiles`` (KPI
+tiles and sparklines), ``charts`` (figures, ticks, the "to date" marking), ``styles`` (the CSS),
+``in_progress`` (a period still in progress: the month-to-date comparison) and the section
+mixins ``headline``, ``trends``, ``tables``, ``notes``.
 
 Example
 -------
@@ -26,18 +26,19 @@ from functools import cached_property
 import pandas as pd
 
 from kpi_lib.errors import ParamsError
+from kpi_lib.metrics import deals
 from kpi_lib.metrics.deals import STAGE_NOT_RECORDED
 from kpi_lib.metrics.registry import get_kpi
 from kpi_lib.paths import project_path, resolve_source
-from kpi_lib.periods import Period
+from kpi_lib.periods import Period, last_complete_month
 from kpi_lib.report import theme
 from kpi_lib.report.charts import TO_DATE, figure_html, period_ticks
-from kpi_lib.report.headline import ROLE_TITLES, SummarySections
+from kpi_lib.report.headline import ROLE_TITLES, HeadlineSections
 from kpi_lib.report.html import Html, bar_html, card, esc, html_table
 from kpi_lib.report.in_progress import PartialPeriod, partial_period
-from kpi_lib.report.notes import MetaSections
+from kpi_lib.report.notes import NoteSections
 from kpi_lib.report.styles import CSS
-from kpi_lib.report.tables import ACTIVITY_TYPES, DetailSections
+from kpi_lib.report.tables import ACTIVITY_TYPES, TableSections
 from kpi_lib.report.theme import format_value, is_missing
 from kpi_lib.report.tiles import delta_html, kpi_tile, sparkline_svg
 from kpi_lib.report.trends import TrendSections
@@ -82,8 +83,10 @@ def open_report(
     if role not in ROLES:
         raise ParamsError(f"unknown report role '{role}'; roles: {', '.join(ROLES)}")
     resolved_targets = str(project_path(targets)) if targets else None
+    # The notebook's parameters are the edge: parsed here, once, into typed values.
+    parsed = Period.parse(period) if period else last_complete_month()
     ctx = batch.report_context(
-        period,
+        parsed,
         scope_id,
         resolve_source(source),
         resolve_source(batch_dir),
@@ -106,12 +109,12 @@ def open_report(
     return Report(role, ctx, parameters)
 
 
-class Report(SummarySections, TrendSections, DetailSections, MetaSections):
+class Report(HeadlineSections, TrendSections, TableSections, NoteSections):
     """One report: its context (period, scope, cube, source) and one method per section.
 
     Every section method returns an ``Html`` block; the notebook displays them in order. The
-    sections live in mixins by concern (``_sections_summary``, ``_sections_trends``,
-    ``_sections_detail``, ``_sections_meta``); this class holds the data access they share.
+    sections live in mixins by concern (``headline``, ``trends``, ``tables``, ``notes``); this
+    class holds the data access they share.
     """
 
     def __init__(self, role: str, ctx, parameters: dict):
@@ -230,9 +233,7 @@ class Report(SummarySections, TrendSections, DetailSections, MetaSections):
             if "is_active" in reps:
                 reps = reps[reps["is_active"].astype(bool)]
             return reps[["rep_id", "rep_name", "team_id"]].astype(str)
-        from kpi_lib.metrics import deals as details
-
-        return details.reps_in_scope(self.ctx.source, self.period, "company", "all")
+        return deals.reps_in_scope(self.ctx.source, self.period, "company", "all")
 
     def _teams(self) -> pd.DataFrame:
         batch = getattr(self.ctx, "batch", None)
@@ -245,15 +246,25 @@ class Report(SummarySections, TrendSections, DetailSections, MetaSections):
         return dict(self.ctx.batch.settings.get("stage_probabilities", {}))
 
     @cached_property
+    def scope_open_deals(self) -> pd.DataFrame:
+        """This scope's deals open at the end of the period, largest first (``deals.open_deals``
+        on the batch's table, weighted by the org's stage probabilities)."""
+        return deals.open_deals(
+            self.ctx.open_deals,
+            self.period,
+            self.scope,
+            self.scope_id,
+            as_of=self.ctx.as_of,
+            stage_probabilities=self._stage_probabilities(),
+        )
+
+    @cached_property
     def unpriced_stages(self) -> pd.DataFrame:
         """This scope's open deals in stages without a probability, one row per stage:
         ``stage, deals, amount``, largest amount first (empty when every stage has one)."""
-        from kpi_lib.metrics import deals as details
-
-        deals = details.open_deals(
-            self.ctx.open_deals, self.period, self.scope, self.scope_id, as_of=self.ctx.as_of
-        )
-        unpriced = deals[~deals["stage"].isin([*self._stage_probabilities(), STAGE_NOT_RECORDED])]
+        open_now = self.scope_open_deals
+        priced = [*self._stage_probabilities(), STAGE_NOT_RECORDED]
+        unpriced = open_now[~open_now["stage"].isin(priced)]
         return (
             unpriced.groupby("stage", sort=False)
             .agg(deals=("opportunity_id", "size"), amount=("amount", "sum"))
@@ -265,12 +276,8 @@ class Report(SummarySections, TrendSections, DetailSections, MetaSections):
     def unpriced_note(self) -> str:
         """What the weighted pipeline leaves out: the stages without a probability, and deals
         closed since whose stage then is not recorded; ``""`` when it leaves out nothing."""
-        from kpi_lib.metrics import deals as details
-
-        deals = details.open_deals(
-            self.ctx.open_deals, self.period, self.scope, self.scope_id, as_of=self.ctx.as_of
-        )
-        unknown = deals[deals["stage"] == STAGE_NOT_RECORDED]
+        open_now = self.scope_open_deals
+        unknown = open_now[open_now["stage"] == STAGE_NOT_RECORDED]
         closed_since = (
             f"{len(unknown):,} deal{'s' if len(unknown) != 1 else ''} open then "
             f"({format_value(unknown['amount'].sum(), 'currency')}) closed since, and no stage "

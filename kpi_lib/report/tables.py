@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from kpi_lib.metrics import deals
 from kpi_lib.paths import project_path
 from kpi_lib.report import theme
 from kpi_lib.report.charts import (
@@ -19,7 +20,7 @@ from kpi_lib.report.theme import COLORS, format_value, is_missing
 ACTIVITY_TYPES = ("call", "email", "meeting", "demo")
 
 
-class DetailSections:
+class TableSections:
     """Tables and per-rep charts of ``Report`` (a mixin: reads ``self.value`` and co.)."""
 
     def team_comparison(self) -> Html:
@@ -212,10 +213,8 @@ class DetailSections:
 
     def pipeline_by_stage(self) -> Html:
         """Open deals by stage at the end of the period, with time in stage and stage conversion."""
-        from kpi_lib.metrics import deals as details
-
         stages = self._stages()
-        pipe = details.pipeline_by_stage(
+        pipe = deals.pipeline_by_stage(
             self.ctx.open_deals,
             self.period,
             self.scope,
@@ -391,20 +390,11 @@ class DetailSections:
 
     def open_deals(self, limit: int = 15) -> Html:
         """This scope's deals open at the end of the period: stage, amount, age, expected close."""
-        from kpi_lib.metrics import deals as details
-
-        deals = details.open_deals(
-            self.ctx.open_deals,
-            self.period,
-            self.scope,
-            self.scope_id,
-            as_of=self.ctx.as_of,
-            stage_probabilities=self._stage_probabilities(),
-        )
-        if deals.empty:
+        open_now = self.scope_open_deals
+        if open_now.empty:
             return self._block(card("Open deals", "<p>No open deals at the end of the period.</p>"))
-        shown = deals.head(limit)
-        at = details.snapshot_at(self.period, self.ctx.as_of)
+        shown = open_now.head(limit)
+        at = deals.snapshot_at(self.period, self.ctx.as_of)
         rows = []
         for d in shown.itertuples(index=False):
             close = "" if pd.isna(d.expected_close_at) else d.expected_close_at.strftime("%d %b %Y")
@@ -423,7 +413,8 @@ class DetailSections:
             )
         estimated = bool(shown["is_expected_close_estimated"].any())
         note = (
-            f"{len(deals)} deals open, {esc(format_value(deals['amount'].sum(), 'currency'))} in "
+            f"{len(open_now)} deals open, "
+            f"{esc(format_value(open_now['amount'].sum(), 'currency'))} in "
             f"total; the {len(shown)} largest are shown."
         )
         if estimated:
