@@ -1,4 +1,5 @@
-"""Where things are (the project root, paths given relative to it) and files written whole.
+"""Where things are (the project root, paths given relative to it), YAML files read as
+mappings, and files written whole.
 
 Notebooks run with the working directory at the project root or in ``notebooks/``
 (papermill's default), cron from anywhere: ``"data/demo.duckdb"`` means the same file from all.
@@ -8,6 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import yaml
+
+from kpi_lib.errors import KpiKitError, ParamsError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,3 +57,27 @@ def write_atomic(path: Path, text: str) -> None:
         os.replace(scratch, path)
     finally:
         scratch.unlink(missing_ok=True)
+
+
+def read_yaml(
+    path: Path, what: str, error: type[KpiKitError] = ParamsError, empty_ok: bool = True
+) -> dict:
+    """The mapping at the top of a YAML file, or ``error`` naming the file and what is wrong.
+
+    ``what`` names the file's role in messages (``"targets file"``); an empty file is ``{}``
+    when ``empty_ok``.
+
+    Example: ``read_yaml(Path("params/kpis.yaml"), "settings file")["gross_margin"]`` -> ``1.0``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML: {exc}") from exc
+    if data is None and empty_ok:
+        return {}
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a mapping at the top of the {what}")
+    return data

@@ -16,7 +16,6 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from kpi_lib.data.schema import TABLES
 from kpi_lib.errors import SourceError
@@ -28,18 +27,6 @@ TRUE = {"true", "t", "yes", "y", "1", "1.0"}
 
 
 FALSE = {"false", "f", "no", "n", "0", "0.0"}
-
-
-def read_yaml(path: Path, what: str) -> dict:
-    if not path.exists():
-        raise SourceError(f"{what} '{path}' does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SourceError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise SourceError(f"{path}: expected a mapping at the top of the {what}")
-    return data
 
 
 def read_table_file(file: Path, table: str) -> pd.DataFrame:

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from kpi_lib.data.files import read_table_file, read_yaml
+from kpi_lib.data.files import read_table_file
 from kpi_lib.errors import DataError, SourceError
+from kpi_lib.paths import read_yaml
 
 
 def load_fx(fx: str | Path | dict | None) -> dict | None:
@@ -37,7 +38,7 @@ def load_fx(fx: str | Path | dict | None) -> dict | None:
                 raise SourceError(f"{path}: an FX table needs the columns currency,rate")
             fx = {"rates": dict(zip(df["currency"], df["rate"], strict=True))}
         else:
-            fx = read_yaml(path, "FX table")
+            fx = read_yaml(path, "FX table", SourceError, empty_ok=False)
     if "rates" not in fx:
         fx = {"rates": fx}
     rates = {}

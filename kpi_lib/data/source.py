@@ -24,10 +24,10 @@ import pyarrow as pa
 import yaml
 
 from kpi_lib.data.checks import COERCE
-from kpi_lib.data.files import read_yaml
 from kpi_lib.data.rules import Finding
 from kpi_lib.data.schema import TABLES
 from kpi_lib.errors import SourceError
+from kpi_lib.paths import read_yaml
 
 READ_KEYS = ("preset", "options", "colmap", "fx")
 
@@ -287,7 +287,7 @@ def read_source_file(path: Path) -> SourceSpec:
     Raises ``SourceError`` naming the file for a missing file, bad YAML or unknown keys.
     """
     path = Path(path)
-    data = read_yaml(path, "source file")
+    data = read_yaml(path, "source file", SourceError, empty_ok=False)
     origin = str(path)
     if "tables" in data:  # a column map whose files are relative to it
         return SourceSpec(str(path.parent.resolve()), colmap=str(path.resolve()), origin=origin)

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import yaml
 
 from kpi_lib.data.load import load_source
 from kpi_lib.data.org import org_files
@@ -21,7 +20,7 @@ from kpi_lib.errors import ParamsError
 from kpi_lib.metrics.measures import Window, measure_frames, stage_positions
 from kpi_lib.metrics.registry import HIDDEN, REGISTRY, Count, Derived, Kpi, Ratio, ratio
 from kpi_lib.metrics.targets import Targets, load_targets
-from kpi_lib.paths import project_path
+from kpi_lib.paths import project_path, read_yaml
 from kpi_lib.periods import Period, parse_as_of, parse_periods
 
 CUBE_COLUMNS = ["period", "scope", "scope_id", "kpi", "value", "numerator", "denominator", "target"]
@@ -47,14 +46,7 @@ def load_settings(settings: str | Path | dict | None = None) -> dict:
     elif not isinstance(settings, dict):
         path = project_path(settings)
         origin = str(path)
-        if not path.is_file():
-            raise ParamsError(f"settings file '{settings}' does not exist")
-        try:
-            settings = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
-        if not isinstance(settings, dict):
-            raise ParamsError(f"{path}: expected a mapping (gross_margin, stage_probabilities)")
+        settings = read_yaml(path, "settings file")
     unknown = set(settings) - set(BUILTIN_SETTINGS)
     if unknown:
         raise ParamsError(

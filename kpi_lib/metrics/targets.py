@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from kpi_lib.errors import ParamsError, PeriodError
 from kpi_lib.metrics.registry import get_kpi
+from kpi_lib.paths import read_yaml
 from kpi_lib.periods import Period
 
 SCOPES = ("company", "team", "rep")
@@ -162,14 +162,7 @@ def load_targets(targets: str | Path | dict | Targets | None) -> Targets:
     if not isinstance(targets, dict):
         path = Path(targets)
         origin = str(path)
-        if not path.exists():
-            raise ParamsError(f"targets file '{path}' does not exist")
-        try:
-            targets = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
-        if not isinstance(targets, dict):
-            raise ParamsError(f"{path}: expected a mapping of KPI names to targets")
+        targets = read_yaml(path, "targets file")
     entries = {}
     for kpi, spec in targets.items():
         try:

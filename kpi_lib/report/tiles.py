@@ -222,29 +222,13 @@ def kpi_tile(
         )
     else:
         lines.append('<div class="kr-tile-line">no target set</div>')
-    lines.append(
-        '<div class="kr-tile-line">'
-        + delta_html(
-            change(value, previous, meta.unit),
-            meta.unit,
-            None if maturing else meta.higher_is_better,
-            previous_label,
-            no_data=no_data_before[0],
-        )
-        + "</div>"
-    )
+    judged = None if maturing else meta.higher_is_better
+    versus = [(previous, previous_label, no_data_before[0])]
     if year_ago_label is not None and year_ago_label != previous_label:
-        lines.append(
-            '<div class="kr-tile-line">'
-            + delta_html(
-                change(value, year_ago, meta.unit),
-                meta.unit,
-                None if maturing else meta.higher_is_better,
-                year_ago_label,
-                no_data=no_data_before[1],
-            )
-            + "</div>"
-        )
+        versus.append((year_ago, year_ago_label, no_data_before[1]))
+    for before, label, no_data in versus:
+        delta = delta_html(change(value, before, meta.unit), meta.unit, judged, label, no_data)
+        lines.append(f'<div class="kr-tile-line">{delta}</div>')
     if compare:
         lines.append(f'<div class="kr-tile-line">{esc(compare[0])}: <b>{esc(compare[1])}</b></div>')
     if detail:
