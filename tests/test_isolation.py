@@ -84,6 +84,22 @@ def test_ana_lee_of_another_team_is_indistinguishable_and_not_flagged():
     assert leaks("Ana Lee", "rep", "r1") == [("rep", "r2"), ("rep", "r5")]  # foreign to Ann
 
 
+def test_the_provenance_footer_is_parameters_not_people():
+    """A rep whose id is a word of the footer ("fingerprint", which the property test drew) and
+    a source path that happens to hold a name are not names on the page."""
+    page = (
+        "<p>Ann booked $5K</p>"
+        '<footer class="kr-footer">Parameters: <code>source=/srv/Anna/crm</code><br>'
+        "Data fingerprint <code>abc</code></footer>"
+    )
+    assert html_text(page) == "Ann booked $5K"
+    d = directory()
+    d.reps["fingerprint"], d.team_of["fingerprint"] = "Zoë Quist", "west"
+    found = Auditor(d).scan_text(html_text(page), [("rep", "r1")], path="p", audience="rep r1")
+    assert found == []
+    assert leaks("Ann and Anna", "rep", "r1") == [("rep", "r3")]  # the page itself still is
+
+
 def test_names_are_read_as_a_reader_sees_them():
     page = (
         "<table><tr><td>Lee&nbsp;<b>Chang</b></td><td>12</td></tr></table>"

@@ -14,7 +14,9 @@ The rule that keeps false positives out (docs/security.md):
 
 1. Text is what a reader sees: HTML tags dropped, entities decoded (``&lt;`` is ``<``), the
    ``alt``/``title``/``aria-label`` attributes kept, whitespace collapsed; an email's subject, its
-   plain and HTML bodies and its HTML attachments (PDF attachments are prints of those).
+   plain and HTML bodies and its HTML attachments (PDF attachments are prints of those). A
+   report's provenance footer (``kr-footer``: parameters, paths, stamps) is not content and is
+   left out: a source path or the word "fingerprint" is not a person.
 2. A name matches exactly (case-sensitive) and as a whole: a name that starts or ends with a
    letter or digit must not be glued to another letter or digit (``Ann`` is not in ``Anna``).
 3. Occurrences of the scope's own names are found first; a foreign name inside one of them does
@@ -69,13 +71,31 @@ north south east west central region global americas emea apac latam europe asia
 america new customers customer accounts account leads lead stage stages demo call email
 meeting proposal discovery negotiation prospecting qualified qualification contract closing
 january february march april may june july august september october november december
+about above acquisition active activities activity after again against amount aside
+attainment available average became before behind below booked bookings bring calls carrying
+change churn close cohorts common conversion cost costs counts coverage created current
+cycle dashed data date days demos divided down during each earlier emails estimated events
+every exits expect expected failed figures first flow forecast forward from funnel good have
+healthy highlights include lacks largest last later leaderboard leaves length level lifetime
+likely line logged long main managers manifest many marketing maturing mean median meetings
+middle missing month more move moved need needed needs neutral next number numbers
+opportunities outlook over overdue paid paying performance period play previous probability
+produces projection quality quota ranked rate ratio reach reached recent rendered rest
+retention rows rule same share short shown shows simple size some sorted source spend stands
+starting step still table takes that their them there they this through thumb time trailed
+trend type under value velocity weighted were what where which with without work worth would
+writes yardsticks
+attached automatically because browser code digest dirty fingerprint full generated hello here
+headline html kpis lists months operations parameters print receive recipient reply sent track
 """.split()
 )
-"""Single words that reports print on their own; a name that is one of them is not checked."""
+"""Single words that reports and digests print on their own (labels, headings, the glossary,
+notes, provenance lines); a name or id that is one of them is not checked."""
 
 _WORD = re.compile(r"\w+")
 _SPACE = re.compile(r"\s+")
 _KEEP_ATTRS = ("alt", "title", "aria-label")
+_FOOTER = "kr-footer"  # a report's provenance footer (``kpi_lib.report.notes``)
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,14 +111,16 @@ class _Text(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         self.parts.append(" ")
-        if tag in ("style", "script"):
+        if tag in ("style", "script") or (
+            tag == "footer" and _FOOTER in dict(attrs).get("class", "")
+        ):
             self._skip += 1
         for key, value in attrs:
             if key in _KEEP_ATTRS and value:
                 self.parts.append(f" {value} ")
 
     def handle_endtag(self, tag):
-        if tag in ("style", "script") and self._skip:
+        if tag in ("style", "script", "footer") and self._skip:
             self._skip -= 1
         self.parts.append(" ")
 
