@@ -28,11 +28,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from kpi_lib.data.files import read_table_file
 from kpi_lib.data.schema import TABLES
 from kpi_lib.errors import ParamsError, SourceError
+from kpi_lib.paths import read_yaml
 
 _ENTRY_KEYS = {
     "file",
@@ -52,12 +52,7 @@ def load_colmap(colmap: str | Path | dict) -> tuple[dict, str]:
     if not isinstance(colmap, dict):
         path = Path(colmap)
         origin = str(path)
-        if not path.exists():
-            raise ParamsError(f"column map '{path}' does not exist")
-        try:
-            colmap = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+        colmap = read_yaml(path, "column map")
     tables = colmap.get("tables") if isinstance(colmap, dict) else None
     if not isinstance(tables, dict) or not tables:
         raise ParamsError(f"{origin}: expected 'tables:' mapping canonical table names to entries")

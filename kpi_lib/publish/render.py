@@ -276,8 +276,8 @@ def render_batch(
     data_dir = period_dir / "_data"
 
     shown_source = hide_source(source) if isinstance(source, str | Path) else source
-    if isinstance(source, str | Path) and source_spec(source) != source:
-        source = source_spec(source)  # a source file: read once, named in _data/source.yaml
+    if isinstance(spec := source_spec(source), SourceSpec):
+        source = spec  # a source file: read once, named in _data/source.yaml
     batch, state = _prepare(source, period, as_of, targets, data_dir, force, history_dir)
     scopes = scope_table(batch)
     specs = plan_reports(plan_matrix, scopes, roles)

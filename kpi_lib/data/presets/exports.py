@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from kpi_lib.data.files import FALSE, TRUE, as_text, read_table_file
 from kpi_lib.data.rules import Finding
 from kpi_lib.errors import DataError, ParamsError, SourceError
+from kpi_lib.paths import read_yaml
 
 DEFAULTS: dict[str, dict] = {
     "salesforce": {
@@ -86,13 +86,7 @@ def merge_options(name: str, options: str | Path | dict | None) -> dict:
     if options is None:
         return opts
     if not isinstance(options, dict):
-        path = Path(options)
-        if not path.exists():
-            raise ParamsError(f"preset options file '{path}' does not exist")
-        try:
-            options = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+        options = read_yaml(Path(options), "preset options file")
     unknown = sorted(set(options) - set(opts))
     if unknown:
         raise ParamsError(f"{name} preset options: unknown key(s) {unknown}; known: {sorted(opts)}")
