@@ -25,16 +25,35 @@ def _kpis(args: argparse.Namespace) -> int:
         print(f"note: {kpi} is unavailable: {reason}", file=sys.stderr)
     for finding in cube.attrs.get("findings", []):
         print(f"note: {finding}", file=sys.stderr)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        cube.to_csv(tmp, index=False)
-        tmp.replace(out)
-        print(f"wrote {len(cube)} rows to {out}", file=sys.stderr)
-    else:
-        cube.to_csv(sys.stdout, index=False)
+    _write_csv(cube, args.out)
     return EXIT_OK
+
+
+def _drivers(args: argparse.Namespace) -> int:
+    from kpi_lib.data.load import load_source
+    from kpi_lib.metrics.cube import compute_cube
+    from kpi_lib.metrics.drivers import compute_drivers, drivers_periods
+
+    src = load_source(_source(args))
+    cube = compute_cube(src, drivers_periods(args.period), as_of=args.as_of)
+    for kpi, reason in cube.attrs.get("unavailable", {}).items():
+        if kpi in ("revenue", "sales_velocity"):
+            print(f"note: {kpi} is unavailable: {reason}", file=sys.stderr)
+    _write_csv(compute_drivers(cube, args.period, src.frame("reps")), args.out)
+    return EXIT_OK
+
+
+def _write_csv(table, out: str | None) -> None:
+    """``table`` as CSV to ``out`` (written whole or not at all), or to stdout."""
+    if not out:
+        table.to_csv(sys.stdout, index=False)
+        return
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    table.to_csv(tmp, index=False)
+    tmp.replace(path)
+    print(f"wrote {len(table)} rows to {path}", file=sys.stderr)
 
 
 def _demo_data(args: argparse.Namespace) -> int:
@@ -280,6 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
     _targets_option(p)
     p.add_argument("--out", help="CSV file to write (default: stdout)")
     p.set_defaults(run=_kpis)
+
+    p = sub.add_parser("drivers", help="what moved each change (deals, deal size, teams, reps)")
+    _source_options(p)
+    p.add_argument("--period", required=True, help="YYYY-MM, YYYY-Qn or YYYY")
+    p.add_argument("--as-of", help="report date YYYY-MM-DD (default: today)")
+    p.add_argument("--out", help="CSV file to write (default: stdout)")
+    p.set_defaults(run=_drivers)
 
     p = sub.add_parser("demo-data", help="generate the demo CRM")
     p.add_argument("--out", default="data/demo.duckdb", help="a .duckdb file or a folder")

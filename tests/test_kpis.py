@@ -1364,6 +1364,10 @@ def test_cube_has_every_kpi_for_every_scope_and_period():
         "numerator",
         "denominator",
         "target",
+        "band_low",
+        "band_high",
+        "unusual",
+        "change_significant",
     ]
     assert set(c["period"]) == {"2026-09", "2026-10"}
     assert set(zip(c["scope"], c["scope_id"], strict=True)) == {

@@ -39,6 +39,10 @@ KPIS_CSV_COLUMNS = [
     "numerator",
     "denominator",
     "target",
+    "band_low",
+    "band_high",
+    "unusual",
+    "change_significant",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

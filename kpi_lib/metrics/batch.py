@@ -85,6 +85,9 @@ class Batch:
     open_deals: pd.DataFrame | None = None
     """Every deal open at the period's snapshot (``deals.open_deals_table``): the rows behind
     the open-deals and pipeline-by-stage sections, so no report loads the source."""
+    drivers: pd.DataFrame | None = None
+    """What moved P's changes on P-1 and P-1y (``drivers.compute_drivers``): one row per
+    scope x KPI x comparison x driver, saved as ``drivers.csv`` beside the reports."""
 
     def has_data(self, period: str) -> bool:
         """Whether the org has data in ``period`` (a label of the batch's grain): False for a
@@ -155,8 +158,9 @@ class Batch:
         if self.spec is not None:  # the reports and later commands read the source through it
             self.source = str(_write_source_file(self.spec, folder / "source.yaml"))
         tables = [("cube", self.cube), ("teams", self.teams), ("reps", self.reps)]
-        if self.open_deals is not None:
-            tables.append(("open_deals", self.open_deals))
+        for name in ("open_deals", "drivers"):
+            if getattr(self, name) is not None:
+                tables.append((name, getattr(self, name)))
         for name, df in tables:
             tmp = folder / f".{name}.parquet.tmp"
             df.to_parquet(tmp, index=False)
@@ -214,12 +218,13 @@ class Batch:
             recipients=meta.get("recipients"),
             data_start=meta.get("data_start"),
             currency=meta.get("currency"),
-            open_deals=(
-                pd.read_parquet(folder / "open_deals.parquet")
-                if (folder / "open_deals.parquet").exists()
-                else None
-            ),
+            open_deals=_read_if_there(folder / "open_deals.parquet"),
+            drivers=_read_if_there(folder / "drivers.parquet"),
         )
+
+
+def _read_if_there(path: Path) -> pd.DataFrame | None:
+    return pd.read_parquet(path) if path.exists() else None
 
 
 def _write_source_file(spec: SourceSpec, path: Path) -> Path:
@@ -282,6 +287,7 @@ def prepare_batch(
     """
     from kpi_lib.data.history import load_with_history
     from kpi_lib.metrics.deals import open_deals_table, reporting_currency
+    from kpi_lib.metrics.drivers import compute_drivers
 
     p = period
     history = str(project_path(history_dir)) if history_dir else None
@@ -313,6 +319,7 @@ def prepare_batch(
         data_start=cube.attrs["data_start"],
         currency=reporting_currency(src),
         open_deals=open_deals_table(src, p, as_of_day),
+        drivers=compute_drivers(cube, p, src.frame("reps")),
     )
     if out_dir is not None:
         batch.save(out_dir)

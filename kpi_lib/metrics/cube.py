@@ -17,6 +17,7 @@ from kpi_lib.data.load import load_source
 from kpi_lib.data.org import org_files
 from kpi_lib.data.source import Source
 from kpi_lib.errors import ParamsError
+from kpi_lib.metrics import ranges
 from kpi_lib.metrics.measures import Window, measure_frames, stage_positions
 from kpi_lib.metrics.registry import HIDDEN, REGISTRY, Count, Derived, Kpi, Ratio, ratio
 from kpi_lib.metrics.targets import Targets, load_targets
@@ -24,6 +25,9 @@ from kpi_lib.paths import project_path, read_yaml
 from kpi_lib.periods import Period, parse_as_of, parse_periods
 
 CUBE_COLUMNS = ["period", "scope", "scope_id", "kpi", "value", "numerator", "denominator", "target"]
+RANGE_COLUMNS = ["band_low", "band_high", "unusual", "change_significant"]
+"""What ``kpis.csv`` adds to the contract's columns (``ranges``): the normal range of the value,
+whether the value is outside it, and whether a rate's change on P-1 is more than noise."""
 BUILTIN_SETTINGS = {"gross_margin": 1.0, "stage_probabilities": {}}
 """KPI settings of an org without its own ``kpis.yaml``: CLV on revenue, no stage probabilities
 (the CRM export's are used where it carries them)."""
@@ -121,11 +125,16 @@ def compute_cube(
     -------
     DataFrame
         One row per period x scope x scope_id x kpi, with ``value``, ``numerator``,
-        ``denominator`` and ``target`` (NaN = n/a). ``attrs["unavailable"]`` maps each KPI
+        ``denominator`` and ``target`` (NaN = n/a), then ``band_low`` and ``band_high`` (the
+        normal range of a month's value, ``ranges.normal_range``; NaN: fewer than 6 of the 12
+        months before it have a value), ``unusual`` (the value is outside it) and
+        ``change_significant`` (a tested rate's change on P-1 is more than noise; NA: not
+        tested). ``attrs["unavailable"]`` maps each KPI
         whose inputs are missing to the reason; ``attrs["config"]`` names the targets and
         settings files used and where they came from, ``attrs["settings"]`` the KPI settings,
         ``attrs["data_start"]`` the first period with any data when it is after the first
-        period the cube looked at (P-1y of the first period asked for), else None.
+        period the cube looked at (P-1y of the first period asked for; for months, a year
+        before that, which the bands read), else None.
 
     Example
     -------
@@ -143,6 +152,8 @@ def compute_cube(
     _check_target_scopes(target_set, src)
 
     first = min(wanted).year_ago
+    if first.grain == "month":  # a band reads 12 months back, each with its own P-1y
+        first = first.shift(-ranges.BAND_MONTHS)
     window_periods = [first]
     while window_periods[-1] < max(wanted):
         window_periods.append(window_periods[-1].shift(1))
@@ -158,8 +169,10 @@ def compute_cube(
     }
     grid = _rollup(src, frames, index, window_periods)
     values, unavailable = _evaluate(src, grid, window_periods, target_series, config, order)
-    cube = _assemble(values, target_series, wanted, unavailable)
-    cube.attrs["data_start"] = _data_start(grid, window_periods)
+    data_start = _data_start(grid, window_periods)
+    context = _ranges(values, window_periods, wanted, data_start)
+    cube = _assemble(values, target_series, wanted, unavailable, context)
+    cube.attrs["data_start"] = data_start
     cube.attrs["unavailable"] = unavailable
     cube.attrs["findings"] = [str(f) for f in src.findings]
     cube.attrs["config"] = {
@@ -382,8 +395,60 @@ def stage_order(src: Source, stages: Sequence[str] | None = None) -> list[str]:
     return ordered + sorted(set(stages or []) - set(ordered))
 
 
+def _ranges(
+    values, periods: list[Period], wanted: list[Period], data_start: str | None
+) -> dict[str, dict[str, np.ndarray]]:
+    """``ranges``' columns over the grid, by column then KPI name (grid order, NaN elsewhere).
+
+    Bands are for months only: a month's band reads the 12 months before it, where the org has
+    data (a month before ``data_start`` has no value: its zeros mean "no data yet"). Tested
+    rates compare each period with the one before it.
+    """
+    names = [name for name in values if not name.startswith("_")]
+    n_periods = len(periods)
+    size = len(next(iter(values.values()))[0])
+    out: dict[str, dict[str, np.ndarray]] = {c: {} for c in RANGE_COLUMNS}
+    starts = {p.start: i for i, p in enumerate(periods)}
+    columns = np.array(sorted(starts[p.start] for p in wanted))
+
+    def blocks(series) -> np.ndarray:
+        return np.asarray(series, dtype="float64").reshape(-1, n_periods)
+
+    low = np.full((len(names), size // n_periods, n_periods), np.nan)
+    high = low.copy()
+    if periods[0].grain == "month":
+        first = starts[Period.parse(data_start).start] if data_start else 0
+        stacked = np.stack([blocks(values[name][0]) for name in names])  # kpi x scope x period
+        stacked[:, :, :first] = np.nan
+        padded = np.concatenate(
+            [np.full(stacked.shape[:2] + (ranges.BAND_MONTHS,), np.nan), stacked], axis=2
+        )
+        windows = np.lib.stride_tricks.sliding_window_view(padded, ranges.BAND_MONTHS, axis=2)
+        picked = windows[:, :, columns, :]  # the 12 months before each wanted period
+        lo, hi = ranges.normal_ranges(picked.reshape(-1, ranges.BAND_MONTHS))
+        low[:, :, columns] = lo.reshape(picked.shape[:3])
+        high[:, :, columns] = hi.reshape(picked.shape[:3])
+    for i, name in enumerate(names):
+        out["band_low"][name] = low[i].ravel()
+        out["band_high"][name] = high[i].ravel()
+        out["unusual"][name] = ranges.is_unusual(values[name][0], low[i].ravel(), high[i].ravel())
+        significant = np.full(size, np.nan)
+        if name in ranges.TESTED_RATES:
+            x1, n1 = blocks(values[name][1]), blocks(values[name][2])
+            x0, n0 = np.full_like(x1, np.nan), np.full_like(n1, np.nan)
+            x0[:, 1:], n0[:, 1:] = x1[:, :-1], n1[:, :-1]
+            p = ranges.two_proportion_p(x1, n1, x0, n0).ravel()
+            significant = np.where(np.isnan(p), np.nan, p < ranges.SIGNIFICANCE)
+        out["change_significant"][name] = significant
+    return out
+
+
 def _assemble(
-    values, target_series: dict[str, pd.Series], wanted: list[Period], unavailable
+    values,
+    target_series: dict[str, pd.Series],
+    wanted: list[Period],
+    unavailable,
+    context: dict[str, dict[str, np.ndarray]],
 ) -> pd.DataFrame:
     """The tidy cube: rows ordered by period, then scope row (company, teams, reps), then KPI."""
     index = next(iter(values.values()))[0].index
@@ -409,7 +474,8 @@ def _assemble(
 
     k = len(names)
     rows = np.repeat(order, k)  # grid row of every cube row
-    return pd.DataFrame(
+    significant = stacked(lambda name: context["change_significant"][name])
+    cube = pd.DataFrame(
         {
             "period": _str_column(starts.map(labels), rows),
             "scope": _str_column(index.get_level_values("scope"), rows),
@@ -419,8 +485,15 @@ def _assemble(
             "numerator": stacked(lambda name: values[name][1]),
             "denominator": stacked(lambda name: values[name][2]),
             "target": stacked(target),
+            "band_low": stacked(lambda name: context["band_low"][name]),
+            "band_high": stacked(lambda name: context["band_high"][name]),
+            "unusual": stacked(lambda name: context["unusual"][name]).astype(bool),
+            "change_significant": pd.array(
+                np.where(np.isnan(significant), None, significant == 1), dtype="boolean"
+            ),
         }
-    )[CUBE_COLUMNS]
+    )
+    return cube[CUBE_COLUMNS + RANGE_COLUMNS]
 
 
 def _str_column(values, positions: np.ndarray) -> pd.Series:

@@ -20,7 +20,8 @@ from importlib import metadata
 from pathlib import Path
 
 from kpi_lib.errors import KpiKitError
-from kpi_lib.metrics.cube import CUBE_COLUMNS
+from kpi_lib.metrics.cube import CUBE_COLUMNS, RANGE_COLUMNS
+from kpi_lib.metrics.drivers import DRIVER_COLUMNS
 from kpi_lib.paths import write_atomic
 from kpi_lib.publish.plan import Matrix
 
@@ -115,12 +116,22 @@ class BatchResult:
 
 
 def write_kpis_csv(cube, label: str, path: Path) -> None:
-    """The cube rows of the period, in the contract's columns. One row per scope x KPI."""
-    missing = [c for c in CUBE_COLUMNS if c not in cube.columns]
+    """The cube rows of the period, in the contract's columns and the normal ranges and
+    significance (``RANGE_COLUMNS``). One row per scope x KPI."""
+    columns = CUBE_COLUMNS + RANGE_COLUMNS
+    missing = [c for c in columns if c not in cube.columns]
     if missing:
         raise KpiKitError(f"the batch's cube lacks columns {missing}")
-    rows = cube.loc[cube["period"].astype(str) == label, CUBE_COLUMNS]
+    rows = cube.loc[cube["period"].astype(str) == label, columns]
     write_atomic(path, rows.to_csv(index=False))
+
+
+def write_drivers_csv(drivers, path: Path) -> None:
+    """The batch's drivers (``kpi_lib.metrics.drivers``): one row per scope x KPI x comparison
+    x driver."""
+    if drivers is None:
+        raise KpiKitError("the batch carries no drivers (saved by an older version: render again)")
+    write_atomic(path, drivers[DRIVER_COLUMNS].to_csv(index=False))
 
 
 def _readable(iso: str) -> str:
@@ -226,7 +237,8 @@ def index_html(result: BatchResult, matrix: Matrix) -> str:
         f"{e(str(result.as_of))}, rendered {e(_readable(result.finished_at))} in "
         f"{result.seconds:.0f} s. Data fingerprint {e(str(result.fingerprint))}, code "
         f"{e(str(result.code_version))}. "
-        '<a href="kpis.csv">kpis.csv</a> &middot; <a href="manifest.json">manifest.json</a></p>',
+        '<a href="kpis.csv">kpis.csv</a> &middot; <a href="drivers.csv">drivers.csv</a> '
+        '&middot; <a href="manifest.json">manifest.json</a></p>',
     ]
     if bad:
         parts.append(

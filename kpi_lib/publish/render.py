@@ -4,7 +4,8 @@ One batch, for one period ``P``:
 
 1. ``kpi_lib.metrics.batch.prepare_batch`` computes the KPI cube once and saves it under
    ``<out>/<P>/_data`` (the notebooks read it from there instead of recomputing);
-2. ``<out>/<P>/kpis.csv``: the cube rows of ``P``;
+2. ``<out>/<P>/kpis.csv``: the cube rows of ``P`` with their normal ranges and significance,
+   and ``<out>/<P>/drivers.csv``: what moved each change (``kpi_lib.metrics.drivers``);
 3. every role x scope of ``params/reports.yaml`` is executed with papermill, in parallel, into
    ``<out>/<P>/_notebooks/<role>/<scope_id>.ipynb``: one warm kernel per worker, reset between
    reports (``kpi_lib.publish.kernels``; ``fresh_kernels=True``: a fresh kernel per report), and
@@ -22,6 +23,7 @@ The layout is the one of DESIGN.md section 6::
     reports/2026-10/index.html
     reports/2026-10/manifest.json
     reports/2026-10/kpis.csv
+    reports/2026-10/drivers.csv
     reports/2026-10/executive/all.html
     reports/2026-10/manager/<team_id>.html
     reports/2026-10/rep/<rep_id>.html
@@ -54,6 +56,7 @@ from kpi_lib.publish.index import (
     ReportOutcome,
     index_html,
     manifest_of,
+    write_drivers_csv,
     write_kpis_csv,
 )
 from kpi_lib.publish.plan import load_matrix, plan_reports, scope_table
@@ -291,6 +294,7 @@ def render_batch(
     inputs, digests = _keys_inputs(batch, state, source, label, as_of, targets)
     write_atomic(data_dir / _INPUTS_FILE, json.dumps({"inputs": inputs, "scopes": digests}))
     write_kpis_csv(batch.cube, label, period_dir / "kpis.csv")
+    write_drivers_csv(batch.drivers, period_dir / "drivers.csv")
 
     cwd = Path.cwd()
     parameters = {
