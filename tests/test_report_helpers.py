@@ -117,11 +117,30 @@ def test_tile_shows_value_target_attainment_and_changes_coloured_by_direction():
         history=[1, 2, 3],
     )
     assert 'data-kpi="cac"' in html and "$12K" in html
+    # the tile is titled with its KPI's label, not with a period it compares with
+    assert re.search(r'class="kr-tile-label"[^>]*>Customer acquisition cost</div>', html)
     assert "83%</span> of $10K target" in html and "kr-tile kr-bad" in html
     # CAC went up 20% on September: bad; down 20% on a year ago: good
     assert re.search(r'kr-delta kr-bad"[^>]*>▲ \+20%</span> vs Sep 26', html)
     assert re.search(r'kr-delta kr-good"[^>]*>▼ -20%</span> vs Oct 25', html)
     assert "<svg" in html
+
+
+def test_tile_greys_a_change_within_noise_and_prints_the_interval():
+    html = kpi_tile(
+        "win_rate",
+        0.30,
+        previous=0.25,
+        previous_label="Sep 26",
+        year_ago=0.20,
+        year_ago_label="Oct 25",
+        noise=("within noise (n = 20 vs 16)", ""),
+        interval="95% CI 14.5-51.9%",
+    )
+    assert re.search(r'kr-delta kr-neutral"[^>]*>▲ \+5.0 pts</span> vs Sep 26', html)
+    assert "within noise (n = 20 vs 16)" in html
+    assert re.search(r'kr-delta kr-good"[^>]*>▲ \+10.0 pts</span> vs Oct 25', html)
+    assert 'title="95% CI 14.5-51.9%"' in html and "kr-interval" in html
 
 
 def test_tile_of_an_unavailable_kpi_says_why_instead_of_showing_zero():
@@ -503,8 +522,9 @@ def test_an_org_whose_data_starts_mid_year_charts_from_its_first_month(young_bat
     header = str(report.header())
     assert "vs Sep 26 (no data for Oct 25)" in header
     highlights = str(report.highlights())
-    assert "up 12% on September 2026" in highlights  # 900 against 800
-    assert "October 2025" not in highlights  # no comparison with a month without data
+    assert "Revenue +12% on Sep 26" in highlights  # 900 against 800
+    assert "+12 pts from larger deals ($900 vs $800 on average)" in highlights  # 1 deal each
+    assert "Oct 25" not in highlights and "October 2025" not in highlights  # no data then
 
 
 def test_the_digest_of_a_young_org_charts_from_its_first_month(young_batch):

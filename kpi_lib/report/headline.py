@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import cached_property
 
 import numpy as np
-import pandas as pd
 
 from kpi_lib.metrics.compare import change
 from kpi_lib.metrics.registry import HEADLINE_KPIS, get_kpi
+from kpi_lib.periods import Period
 from kpi_lib.report import theme
+from kpi_lib.report.explain import Explainer, maturity
 from kpi_lib.report.html import Html, card, esc
 from kpi_lib.report.styles import CSS
 from kpi_lib.report.theme import format_value, is_missing
@@ -21,6 +23,24 @@ ROLE_TITLES = {"executive": "Executive report", "manager": "Team report", "rep":
 
 class HeadlineSections:
     """Header, highlights and KPI tiles of ``Report`` (a mixin: reads ``self.value`` and co.)."""
+
+    @cached_property
+    def explain(self) -> Explainer:
+        """The sentences and judgements this report shares with the digest."""
+        batch = self.ctx.batch
+        return Explainer(
+            lambda kpi, scope, scope_id, period=None, field="value": self.value(
+                kpi, period, scope, scope_id, field
+            ),
+            self.period,
+            self.ctx.as_of,
+            self.periods,
+            list(dict.fromkeys(self.ctx.cube["kpi"])),
+            self._teams(),
+            batch.reps if hasattr(batch, "reps") else self._reps(),
+            getattr(batch, "drivers", None),
+            self.has_data,
+        )
 
     def header(self) -> Html:
         """The report's header band: what, whose, when; carries the report's stylesheet."""
@@ -81,18 +101,19 @@ class HeadlineSections:
                 f"{theme.format_percent(rev / target)} of the "
                 f"{esc(self.fmt('revenue', target))} target"
             )
-        moves = []
-        for other, label in (
-            (self.period.previous.label, theme.month_name(self.period.previous.label)),
-            (self.period.year_ago.label, theme.month_name(self.period.year_ago.label)),
-        ):
-            before = self.value("revenue", other)
-            delta = change(rev, before, "currency")
-            if not is_missing(delta):
-                word = "up" if delta > 0 else "down" if delta < 0 else "flat"
-                moves.append(f"{word} {abs(delta) * 100:.0f}% on {esc(label)}")
-        if moves:
-            parts.append(" and ".join(moves))
+        if not self.explain.revenue_sentences(self.scope, self.scope_id):
+            moves = []
+            for other, label in (
+                (self.period.previous.label, theme.month_name(self.period.previous.label)),
+                (self.period.year_ago.label, theme.month_name(self.period.year_ago.label)),
+            ):
+                before = self.value("revenue", other)
+                delta = change(rev, before, "currency")
+                if not is_missing(delta):
+                    word = "up" if delta > 0 else "down" if delta < 0 else "flat"
+                    moves.append(f"{word} {abs(delta) * 100:.0f}% on {esc(label)}")
+            if moves:
+                parts.append(" and ".join(moves))
         return ", ".join(parts) + "."
 
     def _revenue_to_date_sentence(self, who: str, rev: float) -> str:
@@ -131,21 +152,25 @@ class HeadlineSections:
             f"The win rate was <b>{theme.format_percent(wr)}</b> ({won:,.0f} won of "
             f"{closed:,.0f} closed)"
         )
-        before = self.value("win_rate", self.period.previous.label)
-        prev = theme.month_name(self.period.previous.label)
         if self.partial is not None and self.partial.comparison is not None:
             before = self.partial.figure(
                 self.scope, self.scope_id, "win_rate", "previous_same_days"
             )
-            prev = f"the same days of {prev}"
-        delta = change(wr, before, "ratio")
-        if not is_missing(delta):
-            word = "up" if delta > 0 else "down" if delta < 0 else "level"
-            text += (
-                f", {word} {abs(delta) * 100:.1f} pts on {esc(prev)}"
-                if delta
-                else f", level with {esc(prev)}"
+            prev = f"the same days of {theme.month_name(self.period.previous.label)}"
+            delta = change(wr, before, "ratio")
+            if not is_missing(delta):
+                word = "up" if delta > 0 else "down" if delta < 0 else "level"
+                text += (
+                    f", {word} {abs(delta) * 100:.1f} pts on {esc(prev)}"
+                    if delta
+                    else f", level with {esc(prev)}"
+                )
+        else:
+            moved = self.explain.rate_change_words(
+                "win_rate", self.scope, self.scope_id, self.period.previous.label
             )
+            if moved:
+                text += f", {esc(moved)}"
         size = self.value("avg_deal_size")
         if not is_missing(size):
             text += f"; the average won deal was {esc(self.fmt('avg_deal_size', size))}"
@@ -158,7 +183,12 @@ class HeadlineSections:
             "team": esc(self.ctx.scope_name),
             "rep": esc(self.ctx.scope_name),
         }[self.scope]
-        items = [self._revenue_sentence(who), self._win_rate_sentence()]
+        items = [self._revenue_sentence(who)]
+        if self.window is None:  # a period still running is not compared whole with the last
+            ex = self.explain
+            items += [esc(s) for s in ex.revenue_sentences(self.scope, self.scope_id)]
+            items.append(esc(ex.velocity_sentence(self.scope, self.scope_id)))
+        items.append(self._win_rate_sentence())
         if self.scope == "company":
             items.append(self._team_spread_sentence())
         elif self.scope == "team":
@@ -181,6 +211,9 @@ class HeadlineSections:
                     else "."
                 )
             )
+        if self.window is None:
+            items.append(self._cohort_sentence())
+            items.append(esc(self.explain.unusual_sentence(self.scope, self.scope_id)))
         body = "".join(f"<li>{s}</li>" for s in items if s)
         return self._block(card("Highlights", f"<ul>{body}</ul>", extra_class="kr-highlights"))
 
@@ -250,23 +283,27 @@ class HeadlineSections:
         return float(np.median(vals)) if vals else math.nan
 
     def maturing(self, kpi: str) -> str:
-        """Why a cohort rate of this period will still rise, or "" when its cohort is mature.
-
-        The cohort is mature once its youngest members (the period's last day) are a sales cycle
-        old on the report date: the company's average days from created to won in the period.
-        Example: ``"qualified 29-59 days ago; a won deal takes 62 days on average"``.
-        """
-        if not get_kpi(kpi).cohort or not self.ctx.as_of:
-            return ""
+        """Why a cohort rate of this period will still rise, or "" (``explain.maturity``)."""
         cycle = self.value("sales_cycle_days", scope="company", scope_id="all")
-        report_day = pd.Timestamp(self.ctx.as_of).normalize() + pd.Timedelta(days=1)
-        newest = (report_day - min(self.period.end, report_day)).days
-        oldest = (report_day - self.period.start).days
-        if is_missing(cycle) or newest >= cycle or oldest <= 0:
+        return maturity(kpi, self.period, self.ctx.as_of, cycle)
+
+    def _cohort_sentence(self) -> str:
+        """Lead conversion from its last mature cohort while this period's still matures."""
+        kpi = "lead_conversion_rate"
+        if self.scope not in get_kpi(kpi).scopes or not self.maturing(kpi):
             return ""
-        return (
-            f"qualified {newest}-{oldest} days ago; a won deal takes {cycle:,.0f} days on average"
+        cohort = self.explain.mature_cohort(kpi, self.scope, self.scope_id)
+        if cohort is None:
+            return ""
+        text = (
+            f"Lead conversion was <b>{theme.format_percent(cohort.value, 1)}</b> for the leads "
+            f"qualified in {esc(theme.month_name(cohort.period))} ({cohort.numerator:,.0f} of "
+            f"{cohort.denominator:,.0f}), the latest cohort a sales cycle old; "
+            f"{esc(self.period_name)}'s leads are still converting"
         )
+        if not is_missing(cohort.target) and cohort.target:
+            text += f" (target {theme.format_percent(cohort.target, 1)})"
+        return text + "."
 
     def tiles(self, kpis: Sequence[str] | None = None) -> Html:
         """A responsive grid of KPI tiles: value, target, changes vs P-1 and P-1y, sparkline.
@@ -297,6 +334,9 @@ class HeadlineSections:
             num, den = self.value(kpi, field="numerator"), self.value(kpi, field="denominator")
             if not is_missing(den):
                 detail = f"n = {den:,.0f}" if is_missing(num) else f"{num:,.0f} of {den:,.0f}"
+        ex = self.explain
+        if kpi == "sales_velocity" and self.window is None:
+            detail = ex.velocity_lead(self.scope, self.scope_id)
         comparison = dict(
             previous=self.value(kpi, self.period.previous.label),
             year_ago=self.value(kpi, self.period.year_ago.label),
@@ -306,7 +346,38 @@ class HeadlineSections:
                 not self.has_data(self.period.previous.label),
                 not self.has_data(self.period.year_ago.label),
             ),
+            noise=tuple(
+                ex.noise(kpi, self.scope, self.scope_id, other.label).text
+                for other in (self.period.previous, self.period.year_ago)
+            ),
+            interval=ex.interval(kpi, self.scope, self.scope_id),
         )
+        maturing = self.maturing(kpi)
+        cohort = ex.mature_cohort(kpi, self.scope, self.scope_id) if maturing else None
+        history, history_targets = self.history(kpi), self.history(kpi, field="target")
+        target = self.value(kpi, field="target")
+        if cohort is not None:  # the latest mature cohort stands in for this period's
+            at = Period.parse(cohort.period)
+            so_far = theme.format_percent(value, 1)
+            detail = (
+                f"{self.period_name} so far: {so_far} ({num:,.0f} of {den:,.0f}), still maturing"
+            )
+            value, target, maturing = cohort.value, cohort.target, ""
+            keep = len([p for p in self.history_periods() if p <= cohort.period])
+            history, history_targets = history[:keep], history_targets[:keep]
+            comparison.update(
+                previous=self.value(kpi, at.previous.label),
+                year_ago=self.value(kpi, at.year_ago.label),
+                previous_label=theme.short_period(at.previous.label),
+                year_ago_label=theme.short_period(at.year_ago.label),
+                no_data_before=(
+                    not self.has_data(at.previous.label),
+                    not self.has_data(at.year_ago.label),
+                ),
+                noise=("", ""),
+                interval="",
+                basis=ex.cohort_line(kpi, cohort),
+            )
         partial = self.partial
         if partial is not None:
             comparison["to_date"] = partial.window
@@ -324,10 +395,10 @@ class HeadlineSections:
         return kpi_tile(
             kpi,
             value,
-            maturing=self.maturing(kpi),
-            target=self.value(kpi, field="target"),
-            history=self.history(kpi),
-            history_targets=self.history(kpi, field="target"),
+            maturing=maturing,
+            target=target,
+            history=history,
+            history_targets=history_targets,
             compare=compare,
             detail=detail,
             unavailable=self.unavailable.get(kpi),

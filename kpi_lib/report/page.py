@@ -9,8 +9,9 @@ Every CRM string (names, stages, findings) is escaped before it goes into HTML.
 This module holds ``open_report`` and the ``Report`` class (its data access); the rest of the
 report wing is split by concern: ``html`` (blocks, escaping, tables, cards), ``tiles`` (KPI
 tiles and sparklines), ``charts`` (figures, ticks, the "to date" marking), ``styles`` (the CSS),
-``in_progress`` (a period still in progress: the month-to-date comparison) and the section
-mixins ``headline``, ``trends``, ``tables``, ``notes``.
+``in_progress`` (a period still in progress: the month-to-date comparison), ``explain`` (the
+sentences about drivers, normal ranges and noise that the digest shares) and the section mixins
+``headline``, ``bridge``, ``trends``, ``tables``, ``notes``.
 
 Example
 -------
@@ -32,6 +33,7 @@ from kpi_lib.metrics.registry import get_kpi
 from kpi_lib.paths import project_path, resolve_source
 from kpi_lib.periods import Period, last_complete_month
 from kpi_lib.report import theme
+from kpi_lib.report.bridge import BridgeSections
 from kpi_lib.report.charts import TO_DATE, figure_html, period_ticks
 from kpi_lib.report.headline import ROLE_TITLES, HeadlineSections
 from kpi_lib.report.html import Html, bar_html, card, esc, html_table
@@ -109,11 +111,12 @@ def open_report(
     return Report(role, ctx, parameters)
 
 
-class Report(HeadlineSections, TrendSections, TableSections, NoteSections):
+class Report(HeadlineSections, BridgeSections, TrendSections, TableSections, NoteSections):
     """One report: its context (period, scope, cube, source) and one method per section.
 
     Every section method returns an ``Html`` block; the notebook displays them in order. The
-    sections live in mixins by concern (``headline``, ``trends``, ``tables``, ``notes``); this
+    sections live in mixins by concern (``headline``, ``bridge``, ``trends``, ``tables``,
+    ``notes``); this
     class holds the data access they share.
     """
 

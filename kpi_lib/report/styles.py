@@ -62,6 +62,8 @@ CSS = f"""
 .kr-delta.kr-bad {{ color: {STATUS_TEXT["bad"]}; }}
 .kr-delta.kr-neutral {{ color: {STATUS_TEXT["neutral"]}; }}
 .kr-delta.kr-nodata {{ font-weight: 400; font-style: italic; }}
+.kr-noise {{ color: {COLORS["muted"]}; font-size: 0.92em; }}
+.kr-tile-line.kr-interval {{ color: {COLORS["muted"]}; font-size: 0.85em; }}
 .kr-spark {{ display: block; margin-top: auto; padding-top: 6px; width: 100%; height: 34px; }}
 .kr-grid-2 {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 340px), 1fr));
   gap: 16px; }}

@@ -157,6 +157,9 @@ def kpi_tile(
     projection_label: str = "",
     maturing: str = "",
     no_data_before: tuple[bool, bool] = (False, False),
+    noise: tuple[str, str] = ("", ""),
+    interval: str = "",
+    basis: str = "",
 ) -> str:
     """One KPI tile as HTML: label, value, target with attainment colour, changes, sparkline.
 
@@ -186,6 +189,15 @@ def kpi_tile(
     no_data_before
         ``(previous, year_ago)``: the org has no data in that period (it starts later), so the
         line says "no data for ..." instead of a change.
+    noise
+        ``(previous, year_ago)``: why a rate's change is within noise (``"within noise (n =
+        12 vs 9)"``, ``Explainer.noise``): that change is shown grey with the reason; ""
+        leaves it coloured.
+    interval
+        A rate's 95% interval (``"95% CI 18.9-30.1%"``): small print, and the value's tooltip.
+    basis
+        What the value stands for when it is not the period's own (``"leads qualified in
+        July 2026, ..."``, the last mature cohort of a cohort rate), under the value.
 
     Example
     -------
@@ -205,6 +217,8 @@ def kpi_tile(
     ratio = attainment(projection if projected else value, target, meta.higher_is_better)
     status = "neutral" if maturing else theme.attainment_status(ratio)
     lines = []
+    if basis:
+        lines.append(f'<div class="kr-tile-line kr-todate">{esc(basis)}</div>')
     if maturing:
         lines.append(f'<div class="kr-tile-line kr-todate">still maturing: {esc(maturing)}</div>')
     if to_date:
@@ -223,16 +237,26 @@ def kpi_tile(
     else:
         lines.append('<div class="kr-tile-line">no target set</div>')
     judged = None if maturing else meta.higher_is_better
-    versus = [(previous, previous_label, no_data_before[0])]
+    versus = [(previous, previous_label, no_data_before[0], noise[0])]
     if year_ago_label is not None and year_ago_label != previous_label:
-        versus.append((year_ago, year_ago_label, no_data_before[1]))
-    for before, label, no_data in versus:
-        delta = delta_html(change(value, before, meta.unit), meta.unit, judged, label, no_data)
+        versus.append((year_ago, year_ago_label, no_data_before[1], noise[1]))
+    for before, versus_label, no_data, within in versus:
+        delta = delta_html(
+            change(value, before, meta.unit),
+            meta.unit,
+            None if within else judged,
+            versus_label,
+            no_data,
+        )
+        if within and not no_data:
+            delta += f' <span class="kr-noise">{esc(within)}</span>'
         lines.append(f'<div class="kr-tile-line">{delta}</div>')
     if compare:
         lines.append(f'<div class="kr-tile-line">{esc(compare[0])}: <b>{esc(compare[1])}</b></div>')
     if detail:
         lines.append(f'<div class="kr-tile-line">{esc(detail)}</div>')
+    if interval:
+        lines.append(f'<div class="kr-tile-line kr-interval">{esc(interval)}</div>')
     spark = (
         sparkline_svg(
             history,
@@ -246,8 +270,9 @@ def kpi_tile(
         else ""
     )
     hero = " kr-hero" if hero else ""
+    tooltip = f' title="{esc(interval)}"' if interval else ""
     return (
         f'<div class="kr-tile kr-{status}{hero}" data-kpi="{esc(kpi)}">{label}'
-        f'<div class="kr-tile-value">{esc(format_value(value, meta.unit))}</div>'
+        f'<div class="kr-tile-value"{tooltip}>{esc(format_value(value, meta.unit))}</div>'
         f"{''.join(lines)}{spark}</div>"
     )
