@@ -74,9 +74,16 @@ def revenue_bridge(n0: float, s0: float, n1: float, s1: float) -> dict[str, floa
 
 
 def log_mean(a: float, b: float) -> float:
-    """The logarithmic mean ``(a - b) / (ln a - ln b)`` of two positive numbers, ``a`` when equal."""
+    """The logarithmic mean ``(a - b) / (ln a - ln b)`` of two positive numbers, ``a`` when equal.
+
+    Two numbers a few units in the last place apart (two velocities equal on paper, reached
+    through different factors) have equal logarithms in floating point: their log difference is
+    taken as ``log1p((a - b) / b)`` then, which keeps its digits (and never divides by 0)."""
     if a == b:
         return a
+    step = (a - b) / b
+    if abs(step) < 0.5:
+        return (a - b) / math.log1p(step)
     return (a - b) / (math.log(a) - math.log(b))
 
 

@@ -37,11 +37,12 @@ import io
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime, make_msgid, parseaddr
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -50,9 +51,11 @@ import pandas as pd
 from kpi_lib.metrics.compare import attainment, change
 from kpi_lib.metrics.month_to_date import is_partial, mtd_comparison
 from kpi_lib.metrics.registry import HEADLINE_KPIS, get_kpi
+from kpi_lib.periods import Period
 from kpi_lib.publish.file_names import report_paths
 from kpi_lib.publish.recipients import Recipient
 from kpi_lib.report import theme
+from kpi_lib.report.explain import Explainer
 from kpi_lib.report.theme import COLORS, STATUS_TEXT, format_change, format_value, is_missing
 
 MAX_BODY_BYTES = 100_000
@@ -189,6 +192,11 @@ class Figures:
         except KeyError:
             return math.nan
         return math.nan if pd.isna(value) else float(value)
+
+    @cached_property
+    def explain(self) -> Explainer:
+        """The sentences and judgements the digest shares with the reports."""
+        return Explainer.of_batch(self.batch, self.get)
 
     def history(self, kpi: str, scope: str, scope_id: str, field: str = "value") -> list[float]:
         return [self.get(kpi, scope, scope_id, p, field) for p in self.periods]
@@ -470,7 +478,6 @@ def scope_tiles(figures: Figures, scope: str, scope_id: str) -> list[Tile]:
     """The headline KPI tiles of one scope (KPIs not defined at that scope are left out)."""
     batch = figures.batch
     partial = is_partial(batch.period, batch.as_of)
-    previous = theme.short_period(batch.period.previous.label)
     tiles = []
     for kpi in HEADLINE_KPIS:
         meta = get_kpi(kpi)
@@ -494,6 +501,18 @@ def scope_tiles(figures: Figures, scope: str, scope_id: str) -> list[Tile]:
             )
             continue
         note = ""
+        ex = figures.explain
+        compared = batch.period.previous.label
+        cohort = (
+            ex.mature_cohort(kpi, scope, scope_id) if mtd is None and ex.maturity(kpi) else None
+        )
+        if cohort is not None:  # the latest mature cohort stands in for this period's
+            note = (
+                f"{ex.cohort_line(kpi, cohort)}; {theme.short_period(batch.period.label)} so far "
+                f"{format_value(value, meta.unit)}, still maturing"
+            )
+            value, target = cohort.value, cohort.target
+            compared = Period.parse(cohort.period).previous.label
         if mtd is not None:
             delta = mtd["change"]
             versus = f"1-{pd.Timestamp(mtd['previous_as_of']).day} " + pd.Timestamp(
@@ -504,10 +523,8 @@ def scope_tiles(figures: Figures, scope: str, scope_id: str) -> list[Tile]:
             if meta.additive and not is_missing(basis):
                 note = f"projected {format_value(basis, meta.unit)} by month end"
         else:
-            delta = change(
-                value, figures.get(kpi, scope, scope_id, batch.period.previous.label), meta.unit
-            )
-            versus = previous
+            delta = change(value, figures.get(kpi, scope, scope_id, compared), meta.unit)
+            versus = theme.short_period(compared)
             attain = attainment(value, target, meta.higher_is_better)
         status = theme.attainment_status(attain)
         if is_missing(target):
@@ -519,7 +536,7 @@ def scope_tiles(figures: Figures, scope: str, scope_id: str) -> list[Tile]:
                 f"{what}{theme.format_percent(attain)} of "
                 f"{format_value(target, meta.unit)} target" + (f" · {word}" if word else "")
             )
-        if mtd is None and batch.period.previous.label not in figures.periods:
+        if mtd is None and compared not in figures.periods:
             change_line, change_status = f"no data for {versus}", "neutral"
         elif is_missing(delta):
             change_line, change_status = f"– vs {versus}", "neutral"
@@ -527,6 +544,10 @@ def scope_tiles(figures: Figures, scope: str, scope_id: str) -> list[Tile]:
             arrow = "▲" if delta > 0 else "▼" if delta < 0 else "■"
             change_line = f"{arrow} {format_change(delta, meta.unit)} vs {versus}"
             change_status = theme.direction_status(delta, meta.higher_is_better)
+            noise = ex.noise(kpi, scope, scope_id, compared) if mtd is None else None
+            if noise is not None and noise.significant is False and cohort is None:
+                change_line += f" · {noise.text}"
+                change_status = "neutral"
         tiles.append(
             Tile(
                 kpi,
@@ -587,6 +608,17 @@ def _tiles_html(tiles: list[Tile]) -> str:
     )
 
 
+def _sentences_html(sentences: list[str]) -> str:
+    if not sentences:
+        return ""
+    items = "".join(f'<li style="margin:0 0 6px;">{e(x)}</li>' for x in sentences)
+    return (
+        f'<div class="moves" style="font-family:{FONT};font-size:13px;line-height:19px;'
+        f'color:{COLORS["ink"]};padding:8px 4px 0;"><b>What moved</b>'
+        f'<ul style="margin:4px 0 0;padding-left:18px;">{items}</ul></div>'
+    )
+
+
 def _row(inner: str, padding: str = "12px 16px") -> str:
     return f'<tr><td style="padding:{padding};">{inner}</td></tr>'
 
@@ -599,6 +631,8 @@ class ScopeSection:
     tiles: list[Tile]
     attachment_stem: str
     with_pdf: bool = True
+    sentences: list[str] = field(default_factory=list)
+    """What moved (``Explainer.sentences``), as the report's Highlights say it."""
 
 
 def digest_html(
@@ -637,7 +671,8 @@ def digest_html(
             _row(
                 f'<div style="font-family:{FONT};font-size:17px;line-height:22px;font-weight:bold;'
                 f'color:{COLORS["ink"]};padding:0 4px 6px;">{e(s.report.name)}</div>'
-                + _tiles_html(s.tiles),
+                + _tiles_html(s.tiles)
+                + _sentences_html(s.sentences),
                 "10px 12px",
             )
         )
@@ -701,6 +736,8 @@ def digest_text(recipient: Recipient, batch, sections: list[ScopeSection], note:
         for t in s.tiles:
             extra = "; ".join(x for x in (t.target_line, t.change_line, t.note) if x)
             lines.append(f"{t.label}: {t.value}" + (f" ({extra})" if extra else ""))
+        if s.sentences:
+            lines += ["", "What moved:", *(f"- {x}" for x in s.sentences)]
         lines.append("")
     lines.append("Full report attached:")
     lines += [
@@ -923,6 +960,7 @@ def build_digest(
     if figures is None:
         figures = Figures(batch, load_mtd(period_dir, batch))
     label = batch.period.label
+    partial = is_partial(batch.period, batch.as_of)
     pdfs = _print_pdfs(pdf, period_dir, granted)
     sections = [
         ScopeSection(
@@ -930,6 +968,7 @@ def build_digest(
             scope_tiles(figures, r.scope, r.scope_id),
             f"sales-kpis-{label}-{r.role}-{r.path.stem}",
             with_pdf=r.path in pdfs,
+            sentences=[] if partial else figures.explain.sentences(r.scope, r.scope_id),
         )
         for r in granted
     ]
@@ -938,7 +977,6 @@ def build_digest(
         Chart(c.name, c.png, c.alt, make_msgid(idstring=c.name, domain="kpi-kit.local")[1:-1])
         for c in digest_charts(figures, first.scope, first.scope_id, first.name)
     ]
-    partial = is_partial(batch.period, batch.as_of)
     note = (
         f"Month to date: data to {batch.as_of}, compared with the same days of the previous month."
         if partial

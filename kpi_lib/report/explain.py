@@ -345,6 +345,42 @@ class Explainer:
             )
         return None
 
+    def cohort_sentence(self, scope: str, scope_id: str, kpi: str = "lead_conversion_rate") -> str:
+        """A cohort rate from its last mature cohort while this period's still matures, or "".
+
+        Example: ``"Lead conversion was 11.6% for the leads qualified in September 2026 (38 of
+        327), the latest cohort a sales cycle old; November 2026's leads are still converting
+        (target 12.0%)."``
+        """
+        if scope not in get_kpi(kpi).scopes or not self.maturity(kpi):
+            return ""
+        cohort = self.mature_cohort(kpi, scope, scope_id)
+        if cohort is None:
+            return ""
+        text = (
+            f"{get_kpi(kpi).label} was {theme.format_percent(cohort.value, 1)} for the leads "
+            f"qualified in {theme.month_name(cohort.period)} ({cohort.numerator:,.0f} of "
+            f"{cohort.denominator:,.0f}), the latest cohort a sales cycle old; "
+            f"{theme.month_name(self.period.label)}'s leads are still converting"
+        )
+        if not is_missing(cohort.target) and cohort.target:
+            text += f" (target {theme.format_percent(cohort.target, 1)})"
+        return text + "."
+
+    def sentences(self, scope: str, scope_id: str) -> list[str]:
+        """What the digest says under a scope's tiles: the revenue drivers, velocity, the
+        mature cohort of lead conversion and the KPIs outside their normal range."""
+        return [
+            s
+            for s in (
+                *self.revenue_sentences(scope, scope_id),
+                self.velocity_sentence(scope, scope_id),
+                self.cohort_sentence(scope, scope_id),
+                self.unusual_sentence(scope, scope_id),
+            )
+            if s
+        ]
+
     def cohort_line(self, kpi: str, cohort: Cohort) -> str:
         """``"leads qualified in Jul 2026, the latest cohort a sales cycle old"``."""
         what = "leads qualified" if kpi == "lead_conversion_rate" else "cohort of"

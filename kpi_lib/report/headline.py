@@ -212,7 +212,7 @@ class HeadlineSections:
                 )
             )
         if self.window is None:
-            items.append(self._cohort_sentence())
+            items.append(esc(self.explain.cohort_sentence(self.scope, self.scope_id)))
             items.append(esc(self.explain.unusual_sentence(self.scope, self.scope_id)))
         body = "".join(f"<li>{s}</li>" for s in items if s)
         return self._block(card("Highlights", f"<ul>{body}</ul>", extra_class="kr-highlights"))
@@ -287,24 +287,6 @@ class HeadlineSections:
         cycle = self.value("sales_cycle_days", scope="company", scope_id="all")
         return maturity(kpi, self.period, self.ctx.as_of, cycle)
 
-    def _cohort_sentence(self) -> str:
-        """Lead conversion from its last mature cohort while this period's still matures."""
-        kpi = "lead_conversion_rate"
-        if self.scope not in get_kpi(kpi).scopes or not self.maturing(kpi):
-            return ""
-        cohort = self.explain.mature_cohort(kpi, self.scope, self.scope_id)
-        if cohort is None:
-            return ""
-        text = (
-            f"Lead conversion was <b>{theme.format_percent(cohort.value, 1)}</b> for the leads "
-            f"qualified in {esc(theme.month_name(cohort.period))} ({cohort.numerator:,.0f} of "
-            f"{cohort.denominator:,.0f}), the latest cohort a sales cycle old; "
-            f"{esc(self.period_name)}'s leads are still converting"
-        )
-        if not is_missing(cohort.target) and cohort.target:
-            text += f" (target {theme.format_percent(cohort.target, 1)})"
-        return text + "."
-
     def tiles(self, kpis: Sequence[str] | None = None) -> Html:
         """A responsive grid of KPI tiles: value, target, changes vs P-1 and P-1y, sparkline.
 
@@ -363,6 +345,16 @@ class HeadlineSections:
                 f"{self.period_name} so far: {so_far} ({num:,.0f} of {den:,.0f}), still maturing"
             )
             value, target, maturing = cohort.value, cohort.target, ""
+            if self.scope == "team":
+                company = self.value(kpi, cohort.period, "company", "all")
+                compare = (
+                    None if is_missing(company) else ("Company", format_value(company, meta.unit))
+                )
+            elif self.scope == "rep":
+                median = self.team_median(kpi, cohort.period)
+                compare = (
+                    None if is_missing(median) else ("Team median", format_value(median, meta.unit))
+                )
             keep = len([p for p in self.history_periods() if p <= cohort.period])
             history, history_targets = history[:keep], history_targets[:keep]
             comparison.update(
