@@ -588,6 +588,20 @@ def test_velocity_split_adds_up_to_the_velocity_change(before, now):
     assert adds_up(split.values(), v1 - v0, v0, v1), (split, v1 - v0)
 
 
+@settings(max_examples=300, deadline=None)
+@given(velocity_factors, st.integers(2, 12))
+def test_velocity_equal_on_paper_through_other_factors_splits_into_effects_that_cancel(before, k):
+    # k times the open deals over a k times longer cycle: the same velocity on paper, often a
+    # unit in the last place apart in floating point; the effects are +-V ln k and add up to ~0
+    now = {**before, "open_deals": before["open_deals"] * k, "cycle_time": before["cycle_time"] * k}
+    split, reason = velocity_split(before, now)
+    assert reason == ""
+    v = velocity(before)
+    assert split["open_deals"] == pytest.approx(v * math.log(k), rel=1e-9)
+    assert split["cycle_time"] == pytest.approx(-v * math.log(k), rel=1e-9)
+    assert adds_up(split.values(), velocity(now) - v, v), split
+
+
 MONTHS = [p.start_time for p in pd.period_range("2025-09", "2026-10", freq="M")]
 
 

@@ -19,7 +19,7 @@ Example
 >>> round(float(low), 2), round(float(high), 2)
 (8.03, 13.97)
 >>> round(two_proportion_p(30, 100, 15, 100), 4)
-0.0106
+0.0111
 >>> [round(v, 4) for v in wilson_interval(8, 10)]
 [0.4902, 0.9433]
 """
@@ -93,7 +93,7 @@ def two_proportion_p(x1, n1, x0, n0):
     ``z = (x1/n1 - x0/n0) / sqrt(p (1 - p) (1/n1 + 1/n0))`` with ``p = (x1 + x0) / (n1 + n0)``;
     when ``p`` is 0 or 1 both rates are equal and p-value is 1.
 
-    Example: 30 of 100 won against 15 of 100 gives z = 2.55 and p = 0.011.
+    Example: 30 of 100 won against 15 of 100 gives z = 2.54 and p = 0.011.
     """
     x1, n1, x0, n0 = (np.asarray(a, dtype="float64") for a in (x1, n1, x0, n0))
     with np.errstate(invalid="ignore", divide="ignore"):
