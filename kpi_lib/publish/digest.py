@@ -541,9 +541,11 @@ def scope_tiles(figures: Figures, scope: str, scope_id: str) -> list[Tile]:
         elif is_missing(delta):
             change_line, change_status = f"– vs {versus}", "neutral"
         else:
-            arrow = "▲" if delta > 0 else "▼" if delta < 0 else "■"
+            arrow = theme.change_arrow(delta, meta.unit)
             change_line = f"{arrow} {format_change(delta, meta.unit)} vs {versus}"
-            change_status = theme.direction_status(delta, meta.higher_is_better)
+            change_status = theme.direction_status(
+                theme.shown_change(delta, meta.unit), meta.higher_is_better
+            )
             noise = ex.noise(kpi, scope, scope_id, compared) if mtd is None else None
             if noise is not None and noise.significant is False and cohort is None:
                 change_line += f" · {noise.text}"

@@ -178,14 +178,29 @@ def format_percent(value, digits: int = 0) -> str:
 
 
 def format_change(delta, unit: str) -> str:
-    """A change from ``change`` with its sign: ``+2.1 pts`` for ratios, ``-8%`` otherwise."""
+    """A change from ``change`` with its sign: ``+2.1 pts`` for ratios, ``-8%`` otherwise;
+    a change too small to show is ``0.0 pts`` / ``0.0%``, never ``-0.0``."""
     if is_missing(delta):
         return NA
-    delta = float(delta)
+    delta = shown_change(delta, unit)
     if unit == "ratio":
-        return f"{delta * 100:+.1f} pts"
+        return f"{delta * 100:+.1f} pts" if delta else "0.0 pts"
     pct = delta * 100
+    if not pct:
+        return "0.0%"
     return f"{pct:+.0f}%" if abs(pct) >= 10 else f"{pct:+.1f}%"
+
+
+def shown_change(delta, unit: str) -> float:
+    """``delta`` as the reader sees it: rounded to the tenth of a point or percent that
+    ``format_change`` prints, so that an arrow and a colour never contradict a ``0.0``."""
+    return round(float(delta), 3) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def change_arrow(delta, unit: str) -> str:
+    """``▲``, ``▼`` or ``■`` (no change that shows) for a change."""
+    shown = shown_change(delta, unit)
+    return "▲" if shown > 0 else "▼" if shown < 0 else "■"
 
 
 def direction_status(delta, higher_is_better: bool) -> str:

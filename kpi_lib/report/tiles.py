@@ -128,9 +128,11 @@ def delta_html(
     if is_missing(delta):
         return f'<span class="kr-delta kr-neutral">– vs {esc(versus)}</span>'
     status = (
-        "neutral" if higher_is_better is None else theme.direction_status(delta, higher_is_better)
+        "neutral"
+        if higher_is_better is None
+        else theme.direction_status(theme.shown_change(delta, unit), higher_is_better)
     )
-    arrow = "▲" if delta > 0 else "▼" if delta < 0 else "■"
+    arrow = theme.change_arrow(delta, unit)
     return (
         f'<span class="kr-delta kr-{status}" title="{status} change">{arrow} '
         f"{esc(format_change(delta, unit))}</span> vs {esc(versus)}"
