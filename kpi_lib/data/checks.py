@@ -57,7 +57,7 @@ def coerce_table(
                     count=int(bad.mask.sum()),
                 ) from None
         else:
-            out[column] = pd.Series(pd.NA, index=df.index, dtype=NULL_DTYPE[kind])
+            out[column] = pd.Series(None, index=df.index, dtype=NULL_DTYPE[kind])
             out.attrs.setdefault("absent", []).append(column)
     for column in spec.required:
         nulls = out[column].isna()

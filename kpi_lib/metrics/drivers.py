@@ -119,12 +119,14 @@ def compute_drivers(cube: pd.DataFrame, period: Period, reps: pd.DataFrame) -> p
     ``cube`` must hold the three periods (``compute_cube(src, [p.year_ago, p.previous, p])``
     or a batch's); ``reps`` maps ``rep_id`` to ``team_id``. One row per scope x KPI x
     comparison x driver, columns ``DRIVER_COLUMNS``; a comparison whose earlier period the cube
-    lacks, or whose revenue is n/a (no amounts), has no rows.
+    lacks, or whose revenue is n/a (no amounts), has no rows; nor has velocity when the
+    source cannot give it (``cube.attrs["unavailable"]``).
 
     Example
     -------
     >>> compute_drivers(cube, Period.parse("2026-10"), src.frame("reps"))  # doctest: +SKIP
     """
+    velocity = "sales_velocity" not in cube.attrs.get("unavailable", {})
     cube = cube[cube["kpi"].isin(["revenue", "avg_deal_size", *VELOCITY_FACTORS.values()])]
     cube = cube.assign(scope_id=cube["scope_id"].astype(str))
     wide = cube.pivot_table(
@@ -179,8 +181,8 @@ def compute_drivers(cube: pd.DataFrame, period: Period, reps: pd.DataFrame) -> p
                 d: figure(other.label, scope, scope_id, k) for d, k in VELOCITY_FACTORS.items()
             }
             now = {d: figure(period.label, scope, scope_id, k) for d, k in VELOCITY_FACTORS.items()}
-            if all(is_missing(v) for v in (*before.values(), *now.values())):
-                continue  # velocity not defined at this scope (or no inputs)
+            if not velocity or all(is_missing(v) for v in (*before.values(), *now.values())):
+                continue  # velocity unavailable (no amounts) or not defined at this scope
             effects, reason = velocity_split(before, now)
             if reason:
                 reason = reason.replace("the earlier period", other.label).replace(

@@ -27,7 +27,11 @@ class TrendSections:
     """The trend charts and the outlook of ``Report`` (a mixin: reads ``self.history`` and co.)."""
 
     def revenue_trend(self) -> Html:
-        """Revenue per period (bars) against the target (dashed line), the trailing 13 periods."""
+        """Revenue per period (bars) against the target (dashed line), the trailing 13 periods;
+        the reason instead of an empty chart when the source cannot give revenue."""
+        if "revenue" in self.unavailable:
+            reason = esc(self.unavailable["revenue"])
+            return self._block(card("Revenue vs target", "", note=f"Revenue is n/a: {reason}."))
         labels = self.history_periods()
         revenue, target = self.history("revenue"), self.history("revenue", field="target")
         fig, ax = new_figure()
