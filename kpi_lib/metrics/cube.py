@@ -127,7 +127,8 @@ def compute_cube(
         One row per period x scope x scope_id x kpi, with ``value``, ``numerator``,
         ``denominator`` and ``target`` (NaN = n/a), then ``band_low`` and ``band_high`` (the
         normal range of a month's value, ``ranges.normal_range``; NaN: fewer than 6 of the 12
-        months before it have a value), ``unusual`` (the value is outside it) and
+        months before it have a value), ``unusual`` (the value is outside it; never for a
+        month not over on the report date) and
         ``change_significant`` (a tested rate's change on P-1 is more than noise; NA: not
         tested). ``attrs["unavailable"]`` maps each KPI
         whose inputs are missing to the reason; ``attrs["config"]`` names the targets and
@@ -170,7 +171,7 @@ def compute_cube(
     grid = _rollup(src, frames, index, window_periods)
     values, unavailable = _evaluate(src, grid, window_periods, target_series, config, order)
     data_start = _data_start(grid, window_periods)
-    context = _ranges(values, window_periods, wanted, data_start)
+    context = _ranges(values, window_periods, wanted, data_start, as_of_end)
     cube = _assemble(values, target_series, wanted, unavailable, context)
     cube.attrs["data_start"] = data_start
     cube.attrs["unavailable"] = unavailable
@@ -396,13 +397,18 @@ def stage_order(src: Source, stages: Sequence[str] | None = None) -> list[str]:
 
 
 def _ranges(
-    values, periods: list[Period], wanted: list[Period], data_start: str | None
+    values,
+    periods: list[Period],
+    wanted: list[Period],
+    data_start: str | None,
+    as_of_end: pd.Timestamp,
 ) -> dict[str, dict[str, np.ndarray]]:
     """``ranges``' columns over the grid, by column then KPI name (grid order, NaN elsewhere).
 
     Bands are for months only: a month's band reads the 12 months before it, where the org has
-    data (a month before ``data_start`` has no value: its zeros mean "no data yet"). Tested
-    rates compare each period with the one before it.
+    data (a month before ``data_start`` has no value: its zeros mean "no data yet"). A month
+    not over on the report date is never ``unusual``: part of a month is not comparable with
+    whole ones. Tested rates compare each period with the one before it.
     """
     names = [name for name in values if not name.startswith("_")]
     n_periods = len(periods)
@@ -428,10 +434,13 @@ def _ranges(
         lo, hi = ranges.normal_ranges(picked.reshape(-1, ranges.BAND_MONTHS))
         low[:, :, columns] = lo.reshape(picked.shape[:3])
         high[:, :, columns] = hi.reshape(picked.shape[:3])
+    running = np.array([p.end > as_of_end for p in periods])
+    judged = np.tile(~running, size // n_periods)  # grid order: each scope's periods in a row
     for i, name in enumerate(names):
         out["band_low"][name] = low[i].ravel()
         out["band_high"][name] = high[i].ravel()
-        out["unusual"][name] = ranges.is_unusual(values[name][0], low[i].ravel(), high[i].ravel())
+        unusual = ranges.is_unusual(values[name][0], low[i].ravel(), high[i].ravel())
+        out["unusual"][name] = unusual & judged
         significant = np.full(size, np.nan)
         if name in ranges.TESTED_RATES:
             x1, n1 = blocks(values[name][1]), blocks(values[name][2])

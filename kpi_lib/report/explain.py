@@ -37,6 +37,23 @@ FACTOR_WORDS = {
 }
 
 
+NOT_LISTED = {"deals_needed"}
+"""KPIs the normal-range sentence leaves out: the deals still needed are a gap to a target, not
+a performance (the target says whether it is large)."""
+SIGNED = {"revenue_growth_mom", "revenue_growth_yoy"}
+"""KPIs that can be below zero; any other's normal range is shown from 0 at least."""
+
+
+def _possible(kpi: str, low: float, high: float) -> tuple[float, float]:
+    """A normal range as the reader can meet it: counts, amounts and days are never below 0,
+    a share of cases never above 100% (the band's arithmetic may reach past either)."""
+    if kpi not in SIGNED:
+        low = max(low, 0.0)
+    if kpi in ranges.TESTED_RATES or kpi.startswith("stage_conversion:"):
+        high = min(high, 1.0)
+    return low, high
+
+
 @dataclass(frozen=True)
 class Cohort:
     """The last mature cohort of a cohort rate: its period and figures."""
@@ -285,7 +302,7 @@ class Explainer:
         out = []
         for kpi in self._kpis():
             meta = get_kpi(kpi)
-            if scope not in meta.scopes or self.maturity(kpi):
+            if scope not in meta.scopes or kpi in NOT_LISTED or self.maturity(kpi):
                 continue
             value = self.get(kpi, scope, scope_id)
             low = self.get(kpi, scope, scope_id, field="band_low")
@@ -294,6 +311,7 @@ class Explainer:
                 continue
             side = "above" if value > high else "below"
             label = meta.label + (f" ({kpi.split(':', 1)[1]})" if ":" in kpi else "")
+            low, high = _possible(kpi, low, high)
             normal = (
                 format_value(low, meta.unit)
                 if low == high
