@@ -100,6 +100,7 @@ def compute_cube(
     as_of=None,
     targets: str | Path | dict | Targets | None = None,
     settings: str | Path | dict | None = None,
+    with_ranges: bool = True,
 ) -> pd.DataFrame:
     """Compute every KPI for every period of ``periods`` at company, team and rep scope.
 
@@ -120,6 +121,10 @@ def compute_cube(
     settings
         A ``kpis.yaml`` path or dict: ``gross_margin`` for CLV and stage probabilities.
         Default: the org's own, else the built-in ones (``org_settings``).
+    with_ranges
+        Add the normal ranges and significance (``RANGE_COLUMNS``), which read a year more of
+        data for months; False gives the contract's columns only (the benchmark's like for
+        like with SQL that computes the figures alone).
 
     Returns
     -------
@@ -153,7 +158,7 @@ def compute_cube(
     _check_target_scopes(target_set, src)
 
     first = min(wanted).year_ago
-    if first.grain == "month":  # a band reads 12 months back, each with its own P-1y
+    if with_ranges and first.grain == "month":  # a band reads 12 months, each with its P-1y
         first = first.shift(-ranges.BAND_MONTHS)
     window_periods = [first]
     while window_periods[-1] < max(wanted):
@@ -171,7 +176,9 @@ def compute_cube(
     grid = _rollup(src, frames, index, window_periods)
     values, unavailable = _evaluate(src, grid, window_periods, target_series, config, order)
     data_start = _data_start(grid, window_periods)
-    context = _ranges(values, window_periods, wanted, data_start, as_of_end)
+    context = (
+        _ranges(values, window_periods, wanted, data_start, as_of_end) if with_ranges else None
+    )
     cube = _assemble(values, target_series, wanted, unavailable, context)
     cube.attrs["data_start"] = data_start
     cube.attrs["unavailable"] = unavailable
@@ -457,7 +464,7 @@ def _assemble(
     target_series: dict[str, pd.Series],
     wanted: list[Period],
     unavailable,
-    context: dict[str, dict[str, np.ndarray]],
+    context: dict[str, dict[str, np.ndarray]] | None,
 ) -> pd.DataFrame:
     """The tidy cube: rows ordered by period, then scope row (company, teams, reps), then KPI."""
     index = next(iter(values.values()))[0].index
@@ -483,7 +490,6 @@ def _assemble(
 
     k = len(names)
     rows = np.repeat(order, k)  # grid row of every cube row
-    significant = stacked(lambda name: context["change_significant"][name])
     cube = pd.DataFrame(
         {
             "period": _str_column(starts.map(labels), rows),
@@ -494,15 +500,18 @@ def _assemble(
             "numerator": stacked(lambda name: values[name][1]),
             "denominator": stacked(lambda name: values[name][2]),
             "target": stacked(target),
-            "band_low": stacked(lambda name: context["band_low"][name]),
-            "band_high": stacked(lambda name: context["band_high"][name]),
-            "unusual": stacked(lambda name: context["unusual"][name]).astype(bool),
-            "change_significant": pd.array(
-                np.where(np.isnan(significant), None, significant == 1), dtype="boolean"
-            ),
         }
     )
-    return cube[CUBE_COLUMNS + RANGE_COLUMNS]
+    if context is None:
+        return cube
+    significant = stacked(lambda name: context["change_significant"][name])
+    cube["band_low"] = stacked(lambda name: context["band_low"][name])
+    cube["band_high"] = stacked(lambda name: context["band_high"][name])
+    cube["unusual"] = stacked(lambda name: context["unusual"][name]).astype(bool)
+    cube["change_significant"] = pd.array(
+        np.where(np.isnan(significant), None, significant == 1), dtype="boolean"
+    )
+    return cube
 
 
 def _str_column(values, positions: np.ndarray) -> pd.Series:
