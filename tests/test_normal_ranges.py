@@ -19,11 +19,12 @@ import statistics
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import cube, lost, row, same, won
+from conftest import cube, lost, row, same, source, won
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binomtest, norm
 
+import kpi_lib
 from kpi_lib.cli import main
 from kpi_lib.metrics.ranges import (
     is_unusual,
@@ -188,6 +189,31 @@ def test_a_month_is_unusual_only_outside_its_range(october, unusual):
     c = cube(OCT, wins({**dict.fromkeys(months("2026-04", "2026-09"), 2), OCT: october}))
     assert band(c, "deals_won") == (2, 2)
     assert bool(row(c, "deals_won", OCT)["unusual"]) is unusual
+
+
+def test_a_month_not_over_on_the_report_date_is_never_unusual():
+    # April to September: 2 a month, range [2, 2]; October so far (to the 20th): 3 deals
+    deals = wins({**dict.fromkeys(months("2026-04", "2026-09"), 2), OCT: 3})
+    running = cube(OCT, deals, as_of="2026-10-20")
+    assert band(running, "deals_won") == (2, 2)  # the range is there, the judgement is not
+    assert not running["unusual"].any()
+    assert row(cube(OCT, deals, as_of="2026-10-31"), "deals_won", OCT)["unusual"]  # whole month
+
+
+def test_a_cube_without_ranges_has_the_contracts_columns_only():
+    c = kpi_lib.compute_cube(
+        source(wins(TWELVE)), OCT, as_of="2026-11-28", targets={}, settings={}, with_ranges=False
+    )
+    assert list(c.columns) == [
+        "period",
+        "scope",
+        "scope_id",
+        "kpi",
+        "value",
+        "numerator",
+        "denominator",
+        "target",
+    ]
 
 
 def test_unusual_is_false_without_a_value(twelve_months):
