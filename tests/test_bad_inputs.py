@@ -261,13 +261,22 @@ PRESET_CASES = [
         2,
         ["Opportunity.csv", "closed_at", "someday"],
     ),
-    (
-        "salesforce-amount-with-currency",
+    (  # a formatted amount is read ("USD 30,000.00" is 30000 in USD), but not one whose
+        # code contradicts the row's CurrencyIsoCode
+        "salesforce-amount-in-another-currency",
         "salesforce",
         "Opportunity.csv",
-        lambda t: t.replace("30000.00", '"USD 30,000.00"'),
+        lambda t: t.replace("30000.00", '"EUR 30,000.00"'),
         2,
-        ["amount", "not a number"],
+        ["Opportunity.csv", "currency", "differs", "EUR 30,000.00", "USD"],
+    ),
+    (
+        "salesforce-amount-in-words",
+        "salesforce",
+        "Opportunity.csv",
+        lambda t: t.replace("30000.00", "thirty thousand"),
+        2,
+        ["Opportunity.csv", "amount", "not an amount", "thirty thousand"],
     ),
     ("salesforce-unknown-option", "salesforce", None, None, 2, ["unknown key", "stagez"]),
 ]

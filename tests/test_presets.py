@@ -170,7 +170,7 @@ def test_report_export_owners_whose_names_differ_only_by_case_stay_two_reps(tmp_
         "Opportunity ID,Opportunity Owner,Stage,Amount,Close Date,Created Date\n"
         "0065e00000Opp1AAA,Jan de Vries,Closed Won,100,10/5/2026,9/1/2026\n"
         "0065e00000Opp2AAA,Jan De Vries,Closed Won,200,10/6/2026,9/1/2026\n"
-        "0065e00000Opp3AAA,zoë o'brien,Closed Won,400,10/7/2026,9/1/2026\n"
+        "0065e00000Opp3AAA,zoë o'brien,Closed Won,400,10/17/2026,9/1/2026\n"  # 17: month first
     )
     src = kpi_lib.load_source(tmp_path, preset="salesforce", as_of=AS_OF)
     owner = src.frame("opportunities").set_index("opportunity_id")["owner_rep_id"].to_dict()
@@ -294,7 +294,7 @@ def test_unknown_preset_and_unknown_option_are_named():
 
 def test_a_missing_export_is_named(tmp_path):
     (tmp_path / "User.csv").write_text((FIXTURES / "salesforce" / "User.csv").read_text())
-    with pytest.raises(SourceError, match="Opportunity export"):
+    with pytest.raises(SourceError, match="needs an opportunities export"):
         kpi_lib.load_source(tmp_path, preset="salesforce")
 
 

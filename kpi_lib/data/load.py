@@ -105,6 +105,7 @@ def load_source(
     accounting: list[dict] = []
     findings: list[Finding] = []
     settings: dict = {}
+    inputs: list[dict] = []
     if preset is not None and colmap is not None:
         raise SourceError("give a preset or a column map, not both")
     if isinstance(source, dict):
@@ -124,7 +125,7 @@ def load_source(
             from kpi_lib.data.presets import read_preset
 
             result = read_preset(preset, path, options)
-            raw, settings = result.tables, result.settings
+            raw, settings, inputs = result.tables, result.settings, result.inputs
             findings += result.findings
             accounting += result.accounting
             location = f"{path} ({preset} preset)"
@@ -153,6 +154,7 @@ def load_source(
         settings=settings,
         fx=rates,
         as_of=as_of,
+        inputs=inputs,
     )
 
 
@@ -165,8 +167,11 @@ def build_source(
     settings: dict | None = None,
     fx: dict | None = None,
     as_of=None,
+    inputs: list[dict] | None = None,
 ) -> Source:
-    """Type, check and quarantine raw canonical tables ``{name: (frame, file)}`` into a Source."""
+    """Type, check and quarantine raw canonical tables ``{name: (frame, file)}`` into a Source.
+
+    ``inputs`` says what each file of a folder of exports was read as (``Source.inputs``)."""
     findings = list(findings or [])
     accounting = list(accounting or [])
     frames: dict[str, pd.DataFrame] = {}
@@ -200,6 +205,7 @@ def build_source(
         quarantine=quarantine,
         accounting=accounting,
         settings=dict(settings or {}),
+        inputs=list(inputs or []),
     )
 
 

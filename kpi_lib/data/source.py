@@ -56,6 +56,10 @@ class Source:
     quarantine: dict[str, pd.DataFrame] = field(default_factory=dict)
     accounting: list[dict] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
+    inputs: list[dict] = field(default_factory=list)
+    """A folder of exports: every file, what it was read as (None: not recognised) and how
+    (``{"file": "report1765500000000.csv", "read_as": "opportunities", "how": "by its
+    columns"}``)."""
     config_files: dict[str, str] = field(default_factory=dict)
     """The org's configuration files its source file names (``CONFIG_KEYS``), absolute paths."""
     fingerprint_tables: Callable[[Source], str] | None = field(default=None, repr=False)

@@ -8,7 +8,7 @@ The date ranges are computed where the tables live (in the warehouse for a SQL s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -37,6 +37,8 @@ class ValidationReport:
     tables: pd.DataFrame
     findings: list[Finding]
     accounting: pd.DataFrame
+    inputs: list[dict] = field(default_factory=list)
+    """What each file of a folder of exports was read as (``Source.inputs``)."""
 
     @property
     def quarantined(self) -> int:
@@ -45,6 +47,17 @@ class ValidationReport:
 
     def text(self) -> str:
         lines = [f"source: {self.location} (fingerprint {self.fingerprint})", ""]
+        read = [i for i in self.inputs if i["read_as"]]
+        skipped = [i for i in self.inputs if not i["read_as"]]
+        if read:
+            width = max(len(i["file"]) for i in read)
+            lines.append("files read:")
+            lines += [f"  {i['file']:<{width}}  as {i['read_as']} ({i['how']})" for i in read]
+        if skipped:
+            lines.append("files not recognised (not read):")
+            lines += [f"  {i['file']}: {i['how']}" for i in skipped]
+        if self.inputs:
+            lines.append("")
         lines.append(self.tables.to_string(index=False))
         lines.append("")
         if self.findings:
@@ -106,5 +119,10 @@ def validation_report(
             }
         )
     return ValidationReport(
-        src.location, src.fingerprint, pd.DataFrame(rows), list(src.findings), accounting
+        src.location,
+        src.fingerprint,
+        pd.DataFrame(rows),
+        list(src.findings),
+        accounting,
+        list(src.inputs),
     )

@@ -9,7 +9,6 @@ the same way for Salesforce and HubSpot.
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +16,15 @@ import numpy as np
 import pandas as pd
 
 from kpi_lib.data.files import FALSE, TRUE, as_text, read_table_file
+from kpi_lib.data.presets.recognise import (
+    TRAILER_REASON,
+    ExportKind,
+    norm,
+    recognise,
+    sheet_of,
+    trailer_rows,
+)
+from kpi_lib.data.presets.values import ORDERS, LocaleDates, ValuesError, parse_numbers
 from kpi_lib.data.rules import Finding
 from kpi_lib.errors import DataError, ParamsError, SourceError
 from kpi_lib.paths import read_yaml
@@ -43,6 +51,9 @@ DEFAULTS: dict[str, dict] = {
         },
         "completed_tasks_only": True,
         "not_quota_carrying": [],  # user ids or names (managers, admins)
+        "date_order": None,  # MDY or DMY, for files whose dates do not tell (10/5/2026)
+        "decimal": None,  # "." or ",", for amounts that do not tell (1.000)
+        "sheet": None,  # a workbook's sheet (name, or {file name: sheet}); None: the first
     },
     "hubspot": {
         "stages": {
@@ -66,6 +77,9 @@ DEFAULTS: dict[str, dict] = {
         "activity_types": {"demo": "demo", "product demo": "demo"},
         "skip_meeting_outcomes": ["CANCELED", "NO_SHOW", "RESCHEDULED"],
         "not_quota_carrying": [],
+        "date_order": None,
+        "decimal": None,
+        "sheet": None,
     },
 }
 
@@ -78,6 +92,8 @@ class PresetResult:
     findings: list[Finding] = field(default_factory=list)
     accounting: list[dict] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
+    inputs: list[dict] = field(default_factory=list)
+    """Every file of the folder: what it was read as (None: not recognised), and how."""
 
 
 def merge_options(name: str, options: str | Path | dict | None) -> dict:
@@ -106,37 +122,72 @@ def merge_options(name: str, options: str | Path | dict | None) -> dict:
             f"{name} preset options: probability_scale must be 1 or 100, got {scale!r}"
         )
     opts["activity_types"] = {str(k).lower(): v for k, v in opts["activity_types"].items()}
+    order = opts["date_order"]
+    if order is not None:
+        opts["date_order"] = str(order).upper().replace("/", "").replace(".", "")
+        if opts["date_order"] not in ORDERS:
+            raise ParamsError(
+                f"{name} preset options: date_order is MDY (month first: 10/5/2026 is "
+                f"October 5) or DMY (day first: 10/5/2026 is 10 May), got {order!r}"
+            )
+    if opts["decimal"] not in (None, ".", ","):
+        raise ParamsError(f"{name} preset options: decimal is '.' or ',', got {opts['decimal']!r}")
+    sheet = opts["sheet"]
+    if sheet is not None and not isinstance(sheet, str | dict):
+        raise ParamsError(
+            f"{name} preset options: sheet is a sheet name, or a mapping from file name to "
+            f"sheet name, got {sheet!r}"
+        )
     return opts
 
 
-def norm(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", str(name).lower())
-
-
 class Exports:
-    """The export files of one folder, and their columns found by API name or label."""
+    """The export files of one folder, each recognised as the export it is, and their columns
+    found by API name or label.
 
-    def __init__(self, preset: str, folder: Path):
-        self.preset, self.folder = preset, folder
-        self.files = {
-            norm(p.stem): p
-            for p in sorted(folder.iterdir())
-            if p.suffix.lower() in (".csv", ".parquet")
-        }
+    ``kinds`` are the preset's exports (``recognise.ExportKind``); ``inputs`` lists what every
+    file was read as, for ``validate``. Reading an export sets its report trailer aside
+    (accounted as "not a row"); its dates and amounts are read through ``values``.
+    """
+
+    def __init__(self, preset: str, folder: Path, kinds: list[ExportKind], opts: dict):
+        self.preset, self.folder, self.opts = preset, folder, opts
+        self.kinds = {k.name: k for k in kinds}
+        self.found = recognise(folder, kinds, preset, opts.get("sheet"))
+        self.inputs: list[dict] = self.found.listing
         self.accounting: list[dict] = []
         self.findings: list[Finding] = []
+        self._dates: dict[str, LocaleDates] = {}
+        self._frames: dict[str, pd.DataFrame] = {}
 
-    def read(self, *names: str, required: bool = False) -> tuple[pd.DataFrame, str] | None:
-        for name in names:
-            if norm(name) in self.files:
-                path = self.files[norm(name)]
-                return read_table_file(path, name), str(path)
-        if required:
-            raise SourceError(
-                f"{self.folder}: the {self.preset} preset needs a {names[0]} export "
-                f"({names[0]}.csv); found: {', '.join(p.name for p in self.files.values()) or 'no files'}"
-            )
-        return None
+    def read(self, kind: str, required: bool = False) -> tuple[pd.DataFrame, str] | None:
+        """The rows of the ``kind`` export (its report trailer set aside), and its file."""
+        spec = self.kinds[kind]
+        path = self.found.files.get(kind)
+        if path is None:
+            if required:
+                seen = [
+                    f"{i['file']} ({'read as ' + i['read_as'] if i['read_as'] else i['how']})"
+                    for i in self.inputs
+                ]
+                article = "an" if kind[0] in "aeiou" else "a"
+                raise SourceError(
+                    f"{self.folder}: the {self.preset} preset needs {article} {kind} export "
+                    f"({spec.names[0]}.csv, or any file with these columns: "
+                    f"{'; '.join(' / '.join(g[:3]) for g in spec.needs)}); "
+                    f"found: {', '.join(seen) or 'no files'}"
+                )
+            return None
+        df = self.found.frames.get(path)
+        if df is None:
+            df = read_table_file(path, spec.table, sheet_of(self.opts.get("sheet"), path))
+        file = str(path)
+        ids = [c for c in df.columns if norm(c) in {norm(i) for i in spec.ids}]
+        trailer = trailer_rows(df, ids)
+        self.not_rows(file, trailer, TRAILER_REASON)
+        df = df[~trailer]
+        self._frames[file] = df
+        return df, file
 
     @staticmethod
     def find(df: pd.DataFrame, *candidates: str) -> str | None:
@@ -159,6 +210,98 @@ class Exports:
                 )
             return None
         return df[found]
+
+    def dates(self, df, file, table, column, *candidates, required=False) -> pd.Series:
+        """A date column as ISO text: locale dates in the file's order, Excel serials and epoch
+        milliseconds converted, a workbook's date cells as they are. ``column`` is the canonical
+        column, for messages; an ambiguous order is a DataError naming the rows."""
+        series = self.column(df, file, table, *candidates, required=required)
+        if series is None:
+            return pd.Series(pd.NA, index=df.index, dtype="string")
+        if file not in self._dates:
+            frame = self._frames.get(file, df)
+            self._dates[file] = LocaleDates(
+                [frame[c] for c in frame.columns], self.opts.get("date_order")
+            )
+        try:
+            return self._dates[file].to_iso(as_text(series))
+        except ValuesError as err:
+            raise self._values_error(err, table, column, df, file, series) from None
+
+    def money(self, df, file, table, amounts: tuple[str, ...], currencies: tuple[str, ...]):
+        """``(amount, currency)`` of a table: amounts as numbers (``"USD 1,000.00"``,
+        ``"(500.00)"``, ``"€1.234,56"``, a workbook's number cells as they are), and the
+        currency each amount carries, else the currency column's.
+
+        An amount's code that contradicts the currency column, a percentage, or text that is
+        no amount are DataErrors naming the rows; so is a column where some amounts carry a
+        currency and others do not (``USD 1,000.00`` beside ``$500``).
+        """
+        index = df.index
+        raw = self.column(df, file, table, *amounts)
+        column = export_text(self.column(df, file, table, *currencies), index).str.upper()
+        if raw is None:
+            return pd.Series(np.nan, index=index), column
+        try:
+            numbers = parse_numbers(raw, self.opts.get("decimal"))
+        except ValuesError as err:
+            raise self._values_error(err, table, "amount", df, file, raw) from None
+        problems = [
+            (
+                numbers.bad,
+                "is not an amount (expected e.g. 1200, 1,200.50, USD 1,200.50, "
+                "(500.00) or €1.200,50)",
+            ),
+            (numbers.percent, "is a percentage, not an amount"),
+        ]
+        for mask, problem in problems:
+            if mask.any():
+                raise DataError(
+                    table,
+                    problem,
+                    column="amount",
+                    file=file,
+                    rows=df.loc[mask, [raw.name]],
+                    count=int(mask.sum()),
+                )
+        carried = numbers.currency
+        clash = carried.notna() & column.notna() & (carried != column)
+        if clash.any():
+            shown = df.loc[clash, [raw.name]].assign(currency=column[clash])
+            raise DataError(
+                table,
+                "the amount's currency differs from the currency column's",
+                column="currency",
+                file=file,
+                rows=shown,
+                count=int(clash.sum()),
+            )
+        currency = carried.fillna(column).astype("string")
+        priced = numbers.value.notna()
+        if carried.notna().any() and (priced & currency.isna()).any():
+            unknown = priced & currency.isna()
+            raise DataError(
+                table,
+                "some amounts carry a currency and these do not (a bare number, or a symbol such "
+                "as $ that names no single currency): sums would mix currencies. Export currency "
+                "codes (USD 1,000.00) or a currency column",
+                column="currency",
+                file=file,
+                rows=df.loc[unknown, [raw.name]],
+                count=int(unknown.sum()),
+            )
+        return numbers.value, currency
+
+    def _values_error(self, err: ValuesError, table, column, df, file, series) -> DataError:
+        rows = err.rows.reindex(df.index, fill_value=False).astype(bool)
+        return DataError(
+            table,
+            f"{err} (column '{series.name}')",
+            column=column,
+            file=file,
+            rows=df.loc[rows, [series.name]],
+            count=int(rows.sum()),
+        )
 
     def not_rows(self, file: str, mask: pd.Series, reason: str) -> None:
         n = int(mask.sum())
@@ -186,47 +329,6 @@ def flag(series: pd.Series | None, index) -> pd.Series:
     return out
 
 
-def stamp(series: pd.Series | None, index) -> pd.Series:
-    """Export dates as text; HubSpot API exports give epoch milliseconds, turned into ISO text."""
-    text = export_text(series, index)
-    epoch = text.str.fullmatch(r"\d{12,13}").fillna(False).astype(bool)
-    if epoch.any():
-        text = text.copy()
-        text[epoch] = pd.to_datetime(text[epoch].astype("int64"), unit="ms").dt.strftime(
-            "%Y-%m-%d %H:%M:%S"
-        )
-    return text
-
-
-def owner_ids(
-    ex: Exports,
-    df,
-    file,
-    table,
-    ids: tuple[str, ...],
-    names: tuple[str, ...],
-    users: pd.DataFrame,
-    required: bool = True,
-) -> pd.Series:
-    """Owner ids from an id column, or from an owner-name column matched to the users file."""
-    by_id = ex.column(df, file, table, *ids)
-    if by_id is not None:
-        return export_text(by_id, df.index)
-    by_name = ex.column(df, file, table, *names)
-    if by_name is None:
-        if not required:
-            return pd.Series(pd.NA, index=df.index, dtype="string")
-        ex.column(df, file, table, *ids, *names, required=True)
-    text = export_text(by_name, df.index)
-    exact = dict(zip(users["rep_name"], users["rep_id"], strict=False))
-    # ignoring case only where that names one user ("Jan de Vries" and "Jan De Vries" are two)
-    folded = users["rep_name"].str.lower()
-    unique = ~folded.duplicated(keep=False)
-    loose = dict(zip(folded[unique], users["rep_id"][unique], strict=True))
-    by_case = text.str.lower().map(loose).astype("string")
-    return text.map(exact).astype("string").fillna(by_case).fillna(text).astype("string")
-
-
 def closed_and_won(stage: pd.Series, won: pd.Series | None, closed: pd.Series | None, opts: dict):
     """is_closed / is_won: the export's flags where present, else the stage map."""
     stage_map = {norm(k): v for k, v in opts["stages"].items()}
@@ -249,10 +351,25 @@ def is_true(series: pd.Series) -> pd.Series:
 
 
 def stage_probabilities(stage, probability, is_closed, scale, ex, file) -> dict[str, float]:
-    """Median probability of the open deals of each stage, on a 0-1 scale."""
+    """Median probability of the open deals of each stage, on a 0-1 scale.
+
+    A percentage (``"80%"``, a workbook cell formatted as one) is a fraction already; a bare
+    number is divided by the preset's ``probability_scale``. A value that is no number is a
+    DataError naming it.
+    """
     if probability is None:
         return {}
-    p = pd.to_numeric(export_text(probability, stage.index), errors="coerce") / float(scale)
+    numbers = parse_numbers(probability)
+    if numbers.bad.any():
+        raise DataError(
+            "opportunities",
+            "is not a probability (expected e.g. 80, 0.8 or 80%)",
+            column="probability",
+            file=file,
+            rows=probability[numbers.bad].to_frame(),
+            count=int(numbers.bad.sum()),
+        )
+    p = numbers.value.where(numbers.percent, numbers.value / float(scale))
     too_big = p > 1
     if too_big.any():
         raise DataError(

@@ -18,13 +18,90 @@ from kpi_lib.data.presets.exports import (
     export_text,
     flag,
     is_true,
-    norm,
-    owner_ids,
     quota,
     stage_probabilities,
-    stamp,
 )
+from kpi_lib.data.presets.owners import OwnersById, OwnersByName
+from kpi_lib.data.presets.recognise import ExportKind, norm
 from kpi_lib.errors import ParamsError
+
+_RECORD = ("hs_object_id", "Record ID")
+
+KINDS = [
+    ExportKind(
+        "owners",
+        "reps",
+        names=("owners", "owner", "users", "user"),
+        needs=(
+            ("email", "Email"),
+            ("firstName", "First Name", "lastName", "Last Name", "name", "Full Name"),
+        ),
+        lacks=(
+            *_RECORD,
+            "Contact owner",
+            "Deal owner",
+            "Company owner",
+            "dealstage",
+            "Deal Stage",
+            "lifecyclestage",
+            "Lifecycle Stage",
+        ),
+        ids=("id", "ownerId", "Owner ID", "hubspot_owner_id"),
+    ),
+    ExportKind(
+        "deals",
+        "opportunities",
+        names=("deals", "deal"),
+        needs=(("dealstage", "Deal Stage"), (*_RECORD, "Deal ID", "dealname", "Deal Name")),
+        ids=(*_RECORD, "Deal ID"),
+    ),
+    ExportKind(
+        "contacts",
+        "leads",
+        names=("contacts", "contact"),
+        needs=(
+            (*_RECORD, "Contact ID"),
+            ("firstname", "First Name", "lastname", "Last Name", "email", "Email"),
+        ),
+        lacks=("dealstage", "Deal Stage"),
+        ids=(*_RECORD, "Contact ID"),
+    ),
+    ExportKind(
+        "companies",
+        "accounts",
+        names=("companies", "company"),
+        needs=(
+            (*_RECORD, "Company ID"),
+            ("name", "Company name"),
+            ("domain", "Company Domain Name", "industry", "Industry", "type", "Type"),
+        ),
+        lacks=("firstname", "First Name", "email", "Email", "dealstage", "Deal Stage"),
+        ids=(*_RECORD, "Company ID"),
+    ),
+    ExportKind(
+        "calls",
+        "activities",
+        names=("calls", "call"),
+        needs=(("re:hscall.*", "re:call(title|outcome|direction|status|duration|notes)"),),
+        ids=(*_RECORD, "Activity ID", "Engagement ID"),
+    ),
+    ExportKind(
+        "meetings",
+        "activities",
+        names=("meetings", "meeting"),
+        needs=(("re:hsmeeting.*", "re:meeting(name|title|outcome|location|starttime)"),),
+        ids=(*_RECORD, "Activity ID", "Engagement ID"),
+    ),
+    ExportKind(
+        "emails",
+        "activities",
+        names=("emails", "email"),
+        needs=(("re:hsemail(subject|direction|status|text|html)", "re:email(subject|direction)"),),
+        ids=(*_RECORD, "Activity ID", "Engagement ID"),
+    ),
+]
+"""The HubSpot exports, most specific first: API exports (internal property names) or the
+Export button's files (labels)."""
 
 LIFECYCLE = ["lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer"]
 
@@ -39,37 +116,11 @@ def read_hubspot(ex: Exports, opts: dict) -> PresetResult:
     settings: dict = {}
     labels = opts["stage_labels"]
 
-    df, file = ex.read("owners", "owner", required=True)
-    col = lambda *c, **k: ex.column(df, file, "reps", *c, **k)  # noqa: E731
-    first = export_text(col("firstName", "First Name"), df.index).fillna("")
-    last = export_text(col("lastName", "Last Name"), df.index).fillna("")
-    name = export_text(col("name", "Owner Name", "Full Name"), df.index)
-    users = pd.DataFrame(
-        {
-            "rep_id": export_text(
-                col("id", "ownerId", "Owner ID", "hubspot_owner_id", required=True), df.index
-            ),
-            "rep_name": name.fillna((first + " " + last).str.strip()),
-            "email": export_text(col("email", "Email"), df.index),
-            "start_at": export_text(col("createdAt", "Created At", "Create Date"), df.index),
-        }
-    )
-    team_col = opts["teams"]["column"]
-    candidates = (
-        (team_col,) if team_col else ("primaryTeamName", "Primary team", "team", "teams", "Team")
-    )
-    team_values = export_text(col(*candidates, required=bool(team_col)), df.index)
-    team_values = _first_id(team_values)
-    users["team_id"], teams = assign_teams(ex, users, team_values, {}, opts)
-    archived = col("archived", "Archived")
-    users["is_quota_carrying"] = quota(users, None, opts) & ~flag(archived, df.index).map(
-        lambda v: v is True
-    )
-    tables["teams"] = (teams, file)
-    tables["reps"] = (users, file)
+    owners = _owners(ex, opts, tables)
 
-    df, file = ex.read("deals", "deal", required=True)
+    df, file = ex.read("deals", required=True)
     col = lambda *c, **k: ex.column(df, file, "opportunities", *c, **k)  # noqa: E731
+    dates = lambda column, *c, **k: ex.dates(df, file, "opportunities", column, *c, **k)  # noqa: E731
     raw_stage = export_text(col("dealstage", "Deal Stage", required=True), df.index)
     stage = raw_stage.map(lambda s: labels.get(s, s) if isinstance(s, str) else s).astype("string")
     won, closed = (
@@ -85,21 +136,24 @@ def read_hubspot(ex: Exports, opts: dict) -> PresetResult:
         None if closed is None else flag(closed, df.index),
         opts,
     )
+    close_date = dates("closed_at", "closedate", "Close Date")
+    amount, currency = ex.money(
+        df, file, "opportunities", ("amount", "Amount"), ("deal_currency_code", "Currency")
+    )
     opps = pd.DataFrame(
         {
             "opportunity_id": export_text(
                 col("hs_object_id", "Record ID", "Deal ID", required=True), df.index
             ),
-            "owner_rep_id": owner_ids(
+            "owner_rep_id": owners.resolve(
                 ex,
                 df,
                 file,
                 "opportunities",
                 ("hubspot_owner_id", "Deal owner ID"),
                 ("Deal owner", "Owner"),
-                users,
             ),
-            "created_at": stamp(col("createdate", "Create Date", required=True), df.index),
+            "created_at": dates("created_at", "createdate", "Create Date", required=True),
             "stage": stage,
             "is_closed": is_closed,
             "is_won": is_won,
@@ -115,14 +169,10 @@ def read_hubspot(ex: Exports, opts: dict) -> PresetResult:
                     df.index,
                 )
             ),
-            "closed_at": stamp(col("closedate", "Close Date"), df.index).where(
-                is_true(is_closed), pd.NA
-            ),
-            "expected_close_at": stamp(col("closedate", "Close Date"), df.index).where(
-                ~is_true(is_closed), pd.NA
-            ),
-            "amount": export_text(col("amount", "Amount"), df.index),
-            "currency": export_text(col("deal_currency_code", "Currency"), df.index),
+            "closed_at": close_date.where(is_true(is_closed), pd.NA),
+            "expected_close_at": close_date.where(~is_true(is_closed), pd.NA),
+            "amount": amount,
+            "currency": currency,
         }
     )
     settings["stage_probabilities"] = stage_probabilities(
@@ -147,7 +197,7 @@ def read_hubspot(ex: Exports, opts: dict) -> PresetResult:
                     {
                         "opportunity_id": opps["opportunity_id"],
                         "stage": labels.get(key, key),
-                        "entered_at": stamp(df[c], df.index),
+                        "entered_at": ex.dates(df, file, "stage_history", "entered_at", c),
                     }
                 )
             )
@@ -155,18 +205,18 @@ def read_hubspot(ex: Exports, opts: dict) -> PresetResult:
         sh = pd.concat(entered, ignore_index=True).dropna(subset=["entered_at"])
         tables["stage_history"] = (sh, f"{file} (hs_date_entered_* columns)")
 
-    contacts = ex.read("contacts", "contact")
+    contacts = ex.read("contacts")
     if contacts is not None:
         df, file = contacts
         col = lambda *c, **k: ex.column(df, file, "leads", *c, **k)  # noqa: E731
-        owner = owner_ids(
+        dates = lambda column, *c, **k: ex.dates(df, file, "leads", column, *c, **k)  # noqa: E731
+        owner = owners.resolve(
             ex,
             df,
             file,
             "leads",
             ("hubspot_owner_id", "Contact owner ID"),
             ("Contact owner", "Owner"),
-            users,
         )
         unowned = owner.isna()
         ex.not_rows(
@@ -177,26 +227,26 @@ def read_hubspot(ex: Exports, opts: dict) -> PresetResult:
             raise ParamsError(
                 f"hubspot preset options: qualified.lifecycle_stage must be one of {LIFECYCLE}"
             )
-        dates = {
-            s: stamp(col(f"hs_lifecyclestage_{s}_date", _LIFECYCLE_LABELS[s]), df.index)
+        became = {
+            s: dates("qualified_at", f"hs_lifecyclestage_{s}_date", _LIFECYCLE_LABELS[s])
             for s in LIFECYCLE
         }
-        qualified_at = dates[stage_key]
+        qualified_at = became[stage_key]
         for later in LIFECYCLE[LIFECYCLE.index(stage_key) + 1 :]:
-            qualified_at = qualified_at.fillna(dates[later])  # contacts may skip a stage
+            qualified_at = qualified_at.fillna(became[later])  # contacts may skip a stage
         frame = pd.DataFrame(
             {
                 "lead_id": export_text(
                     col("hs_object_id", "Record ID", "Contact ID", required=True), df.index
                 ),
                 "owner_rep_id": owner,
-                "created_at": stamp(col("createdate", "Create Date", required=True), df.index),
+                "created_at": dates("created_at", "createdate", "Create Date", required=True),
                 "source": export_text(
                     col("hs_analytics_source", "Original Source", "Original Traffic Source"),
                     df.index,
                 ),
                 "qualified_at": qualified_at,
-                "converted_at": dates["opportunity"],
+                "converted_at": became["opportunity"],
                 "opportunity_id": _first_id(
                     export_text(
                         col(
@@ -214,7 +264,7 @@ def read_hubspot(ex: Exports, opts: dict) -> PresetResult:
 
     parts, names = [], []
     for kind in ("calls", "meetings", "emails"):
-        found = ex.read(kind, kind[:-1])
+        found = ex.read(kind)
         if found is None:
             continue
         df, file = found
@@ -230,17 +280,23 @@ def read_hubspot(ex: Exports, opts: dict) -> PresetResult:
         part = pd.DataFrame(
             {
                 "activity_id": kind[:-1] + ":" + ids,  # ids are unique per object type only
-                "rep_id": owner_ids(
+                "rep_id": owners.resolve(
                     ex,
                     df,
                     file,
                     "activities",
                     ("hubspot_owner_id", "Activity assigned to ID"),
                     ("Activity assigned to", "Owner"),
-                    users,
                 ),
-                "occurred_at": stamp(
-                    col("hs_timestamp", "Activity date", "Timestamp", required=True), df.index
+                "occurred_at": ex.dates(
+                    df,
+                    file,
+                    "activities",
+                    "occurred_at",
+                    "hs_timestamp",
+                    "Activity date",
+                    "Timestamp",
+                    required=True,
                 ),
                 "activity_type": kind_of,
                 "lead_id": _first_id(
@@ -275,7 +331,7 @@ def read_hubspot(ex: Exports, opts: dict) -> PresetResult:
         label = file if len(parts) == 1 else f"{ex.folder}/{' + '.join(names)} (hubspot preset)"
         tables["activities"] = (pd.concat(parts) if len(parts) > 1 else parts[0], label)
 
-    companies = ex.read("companies", "company")
+    companies = ex.read("companies")
     if companies is not None:
         df, file = companies
         col = lambda *c, **k: ex.column(df, file, "accounts", *c, **k)  # noqa: E731
@@ -288,23 +344,74 @@ def read_hubspot(ex: Exports, opts: dict) -> PresetResult:
                     "account_name": export_text(
                         col("name", "Company name", "Name", required=True), df.index
                     ),
-                    "owner_rep_id": owner_ids(
+                    "owner_rep_id": owners.resolve(
                         ex,
                         df,
                         file,
                         "accounts",
                         ("hubspot_owner_id", "Company owner ID"),
                         ("Company owner", "Owner"),
-                        users,
                         required=False,
                     ),
                     "segment": export_text(col("type", "Type", "industry", "Industry"), df.index),
-                    "created_at": stamp(col("createdate", "Create Date"), df.index),
+                    "created_at": ex.dates(
+                        df, file, "accounts", "created_at", "createdate", "Create Date"
+                    ),
                 }
             ),
             file,
         )
-    return PresetResult(tables, ex.findings, ex.accounting, settings)
+    if owners.by_name:
+        teams, reps = owners.tables(ex, opts)
+        label = owners.file or f"{ex.folder} (the owners named in the exports)"
+        tables["teams"], tables["reps"] = (teams, label), (reps, label)
+    return PresetResult(tables, ex.findings, ex.accounting, settings, ex.inputs)
+
+
+def _owners(ex: Exports, opts: dict, tables: dict):
+    """``OwnersById`` when the owners export has ids (API owners: the reps and teams are read
+    here), else ``OwnersByName`` over a Users & Teams export's people, or over nobody."""
+    found = ex.read("owners")
+    if found is None:
+        return OwnersByName(None, None)
+    df, file = found
+    col = lambda *c, **k: ex.column(df, file, "reps", *c, **k)  # noqa: E731
+    first = export_text(col("firstName", "First Name"), df.index).fillna("")
+    last = export_text(col("lastName", "Last Name"), df.index).fillna("")
+    name = export_text(col("name", "Owner Name", "Full Name"), df.index)
+    full = name.fillna((first + " " + last).str.strip().replace("", pd.NA))
+    team_col = opts["teams"]["column"]
+    candidates = (
+        (team_col,) if team_col else ("primaryTeamName", "Primary team", "team", "teams", "Team")
+    )
+    team_values = _first_id(export_text(col(*candidates, required=bool(team_col)), df.index))
+    archived = flag(col("archived", "Archived", "Deactivated"), df.index).map(lambda v: v is True)
+    owner_id = col("id", "ownerId", "Owner ID", "hubspot_owner_id")
+    if owner_id is None:  # a Users & Teams export: owners are matched by name or email
+        people = pd.DataFrame(
+            {
+                "rep_name": full,
+                "email": export_text(col("email", "Email"), df.index),
+                "team": team_values,
+                "active": ~archived,
+            }
+        )
+        return OwnersByName(people.reset_index(drop=True), file)
+    users = pd.DataFrame(
+        {
+            "rep_id": export_text(owner_id, df.index),
+            "rep_name": full,
+            "email": export_text(col("email", "Email"), df.index),
+            "start_at": ex.dates(
+                df, file, "reps", "start_at", "createdAt", "Created At", "Create Date"
+            ),
+        }
+    )
+    users["team_id"], teams = assign_teams(ex, users, team_values, {}, opts)
+    users["is_quota_carrying"] = quota(users, None, opts) & ~archived
+    tables["teams"] = (teams, file)
+    tables["reps"] = (users, file)
+    return OwnersById(users, file)
 
 
 _LIFECYCLE_LABELS = {
