@@ -183,17 +183,73 @@ def _retry_from_args(args: argparse.Namespace):
     )
 
 
+def _guards_from_args(args: argparse.Namespace):
+    from kpi_lib.publish.guards import GuardPolicy
+
+    return GuardPolicy(max_lag_days=args.max_lag_days, max_row_drop=args.max_row_drop)
+
+
+def _rerun(args: argparse.Namespace) -> str:
+    """The command that ran, to run again (the operators' notice gives it); a scheduled run
+    gets its ``--today`` so that a rerun tomorrow covers the same period."""
+    import shlex
+
+    from kpi_lib.clock import today
+
+    argv = list(args.argv)
+    if args.command in ("monthly", "mtd") and not args.today:
+        argv += ["--today", today().isoformat()]
+    return redact(shlex.join(["python", "-m", "kpi_lib", *argv]))
+
+
 def _send(args: argparse.Namespace) -> int:
+    from kpi_lib.publish.operators import RunRecord, find_operators, watched
     from kpi_lib.publish.send import send_batch
 
-    result = send_batch(
+    label, smtp, retry = args.period.label, _smtp_from_args(args), _retry_from_args(args)
+    record = RunRecord(f"send {label}", label, _rerun(args))
+    with watched(
+        record,
+        operators=lambda: find_operators(args.recipients, out=args.out, period=label),
+        smtp=smtp,
+        retry=retry,
+        outbox=lambda: Path(args.out) / label / "outbox",
+    ):
+        result = send_batch(
+            args.period,
+            out=args.out,
+            recipients=args.recipients,
+            smtp=smtp,
+            retry=retry,
+            guards=_guards_from_args(args),
+            force_send=args.force_send,
+            channels=not args.no_channels,
+            log=record.log,
+        )
+        record.add_send(result)
+    print(result.summary(), file=sys.stderr)
+    return EXIT_FAILED if result.failed or result.held_back else EXIT_OK
+
+
+def _alerts(args: argparse.Namespace) -> int:
+    from kpi_lib.publish.alerts import send_alerts
+
+    result = send_alerts(
         args.period,
-        out=args.out,
+        args.out,
+        alerts=args.alerts,
         recipients=args.recipients,
         smtp=_smtp_from_args(args),
         retry=_retry_from_args(args),
     )
-    print(result.summary(), file=sys.stderr)
+    if result.rules_file is None:
+        print(
+            f"{args.period.label}: no alerts file (alerts.yaml beside the recipients file, "
+            "or --alerts FILE); nothing to do",
+            file=sys.stderr,
+        )
+    else:
+        print(result.summary(), file=sys.stderr)
     return EXIT_FAILED if result.failed else EXIT_OK
 
 
@@ -212,12 +268,17 @@ def _scheduled(args: argparse.Namespace, kind: str) -> int:
                 out=args.out,
                 send=send,
                 recipients=args.recipients,
-                smtp=_smtp_from_args(args) if send else None,
+                smtp=_smtp_from_args(args),  # digests (with send), alerts, operators' notice
                 retry=_retry_from_args(args),
                 jobs=args.jobs,
                 targets=args.targets,
                 matrix=args.matrix,
                 rerender=args.rerender,
+                guards=_guards_from_args(args),
+                force_send=args.force_send,
+                channels=not args.no_channels,
+                alerts=args.alerts,
+                rerun=_rerun(args),
             )
     except schedule.RunLocked as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -270,6 +331,25 @@ def _add_delivery_options(p: argparse.ArgumentParser) -> None:
         help="seconds before the first retry, doubling each time (default 2)",
     )
     p.add_argument("--retry-max-delay", type=float, default=60.0)
+    p.add_argument(
+        "--force-send",
+        action="store_true",
+        help="send although the guards find the source stale, a table missing or shrunken "
+        "(the ledger records it)",
+    )
+    p.add_argument(
+        "--max-lag-days",
+        type=int,
+        default=0,
+        help="days before the period's start the newest opportunity or activity may be (default 0)",
+    )
+    p.add_argument(
+        "--max-row-drop",
+        type=float,
+        default=0.2,
+        help="share by which a table's rows may fall against the last batch (default 0.2)",
+    )
+    p.add_argument("--no-channels", action="store_true", help="email only: no Slack or Teams posts")
 
 
 def _add_schedule_options(p: argparse.ArgumentParser) -> None:
@@ -283,7 +363,17 @@ def _add_schedule_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="render even if a complete batch with data as recent exists",
     )
+    _alerts_option(p)
     _add_delivery_options(p)
+
+
+def _alerts_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--alerts",
+        default=None,
+        help="KPI alert rules (default: alerts.yaml beside the recipients file, if any; "
+        "'' for none)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -369,6 +459,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_delivery_options(p)
     p.set_defaults(run=_send)
 
+    p = sub.add_parser("alerts", help="send the KPI alerts of a rendered batch (once each)")
+    p.add_argument("--period", default=None, help="default: last complete month")
+    _alerts_option(p)
+    _add_delivery_options(p)
+    p.set_defaults(run=_alerts)
+
     p = sub.add_parser("monthly", help="render the last complete month and send its digests")
     _add_schedule_options(p)
     p.add_argument("--no-send", action="store_true", help="render only")
@@ -414,7 +510,9 @@ def _typed(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         _typed(args)
         return args.run(args)

@@ -4,7 +4,11 @@ Two kinds of secret reach the kit:
 
 * a database URL with a password, ``postgresql://kpi:s3cret@db.internal/crm`` (as ``--source``
   or in a source YAML), and
-* the SMTP password, only ever from the environment variable ``KPI_SMTP_PASSWORD``.
+* the SMTP password, only ever from the environment variable ``KPI_SMTP_PASSWORD``, and
+* the Slack and Teams incoming-webhook URLs of channel recipients (whoever has the URL can post
+  to the channel): ``add_secret`` registers each one when the recipients file is read, and the
+  usual shapes (``hooks.slack.com/...``, ``...webhook.office.com/...``, a ``sig=`` signature)
+  are masked even before that.
 
 ``redact`` is applied to every manifest, log line and error message the kit writes; it turns the
 URL into ``postgresql://kpi:***@db.internal/crm`` and any secret value into ``***``.
@@ -29,6 +33,7 @@ import re
 
 __all__ = [
     "MASK",
+    "add_secret",
     "SECRET_ENV",
     "SOURCE_URL_ENV",
     "hide_source",
@@ -53,21 +58,45 @@ _KEY_PASSWORD = re.compile(
     r"(?i)\b(?P<key>password|passwd|pwd)(?P<eq>\s*=\s*)"
     r"(?P<password>'[^']*'|\"[^\"]*\"|[^\s;,&'\"]+)"
 )
+# incoming webhooks: the path is the credential (Slack, Teams connectors), or the signature
+_WEBHOOK = re.compile(
+    r"(?P<head>https?://(?:hooks\.slack(?:-gov)?\.com|[A-Za-z0-9.-]*webhook\.office\.com)/)"
+    r"[^\s'\"<>]+"
+)
+_SIGNATURE = re.compile(r"(?i)\b(?P<key>sig)=(?P<value>[^\s&'\"<>]+)")
 _MIN_SECRET = 4  # shorter values would mask ordinary words and digits
+_REGISTERED: set[str] = set()
+
+
+def add_secret(value: str) -> None:
+    """Treat ``value`` as a secret from now on in this process (a webhook URL, a token):
+    ``redact`` masks it wherever it appears.
+
+    Example
+    -------
+    >>> add_secret("https://example.invalid/hook/T0/B0/xyz")
+    >>> redact("posting to https://example.invalid/hook/T0/B0/xyz failed")
+    'posting to *** failed'
+    """
+    if value and len(value) >= _MIN_SECRET:
+        _REGISTERED.add(value)
 
 
 def secret_values() -> list[str]:
-    """The secret values currently known: the environment's passwords and the source URL's."""
+    """The secret values currently known: the environment's passwords, the source URL's and
+    those registered with ``add_secret``."""
     values = [os.environ.get(name, "") for name in SECRET_ENV]
     url = os.environ.get(SOURCE_URL_ENV, "")
     match = _URL_PASSWORD.search(url)
     if match:
         values.append(match["password"])
+    values += _REGISTERED
     return sorted({v for v in values if len(v) >= _MIN_SECRET}, key=len, reverse=True)
 
 
 def redact(text) -> str:
-    """``text`` with URL passwords, ``password=`` values and known secret values masked.
+    """``text`` with URL passwords, ``password=`` values, known secret values and webhook
+    URLs masked.
 
     Parameters
     ----------
@@ -82,8 +111,10 @@ def redact(text) -> str:
     text = str(text)
     text = _URL_PASSWORD.sub(lambda m: f"{m['head']}:{MASK}@" if m["password"] else m[0], text)
     text = _KEY_PASSWORD.sub(lambda m: f"{m['key']}{m['eq']}{MASK}", text)
-    for value in secret_values():
+    for value in secret_values():  # whole values first: a registered URL becomes one mask
         text = text.replace(value, MASK)
+    text = _WEBHOOK.sub(lambda m: f"{m['head']}{MASK}", text)
+    text = _SIGNATURE.sub(lambda m: f"{m['key']}={MASK}", text)
     return text
 
 

@@ -80,6 +80,11 @@ class DigestError(Exception):
     """
 
 
+class ReportNotRendered(DigestError):
+    """Raised when a granted report failed to render: the recipient's digest is held back
+    (never sent incomplete) and the ledger records why."""
+
+
 # --------------------------------------------------------------------------------------------
 # The batch's reports and identity
 # --------------------------------------------------------------------------------------------
@@ -899,7 +904,7 @@ def granted_reports(
             notes.append(f"no report for scope '{scope_id}' in this batch (not active)")
             continue
         if not report.ok:
-            raise DigestError(
+            raise ReportNotRendered(
                 f"report {report.role}/{scope_id} did not render "
                 f"({report.error}); not sending an incomplete digest"
             )

@@ -149,8 +149,20 @@ def _tool_versions() -> dict[str, str]:
     return versions
 
 
-def manifest_of(result: BatchResult, parameters: dict) -> dict:
-    return {
+def manifest_of(
+    result: BatchResult,
+    parameters: dict,
+    source_stats: dict | None = None,
+    previous_source: dict | None = None,
+) -> dict:
+    """The batch's ``manifest.json``: parameters, timings, status, versions, every report.
+
+    ``source_stats`` (``guards.source_stats``: rows per canonical table, the newest opportunity
+    and activity) is recorded as ``source``, and ``previous_source`` (the same figures of the
+    render this one replaces, with its ``finished_at``), so the send guards can tell a source
+    that went stale, lost a table or shrank against the last batch.
+    """
+    manifest = {
         "period": result.period,
         "parameters": parameters,
         "started_at": result.started_at,
@@ -167,6 +179,11 @@ def manifest_of(result: BatchResult, parameters: dict) -> dict:
         },
         "reports": [asdict(r) for r in result.reports],
     }
+    if source_stats is not None:
+        manifest["source"] = source_stats
+    if previous_source is not None:
+        manifest["previous_source"] = previous_source
+    return manifest
 
 
 _INDEX_CSS = """

@@ -291,7 +291,8 @@ def render_batch(
     period_dir.mkdir(parents=True, exist_ok=True)
     _sweep_temp_files(period_dir)
     batch.save(data_dir)  # only once the plan is valid: bad input leaves the folder as it was
-    inputs, digests = _keys_inputs(batch, state, source, label, as_of, targets)
+    inputs, digests, src = _keys_inputs(batch, state, source, label, as_of, targets)
+    stats = _source_stats(src, batch)
     write_atomic(data_dir / _INPUTS_FILE, json.dumps({"inputs": inputs, "scopes": digests}))
     write_kpis_csv(batch.cube, label, period_dir / "kpis.csv")
     write_drivers_csv(batch.drivers, period_dir / "drivers.csv")
@@ -383,6 +384,8 @@ def render_batch(
             "fresh_kernels": fresh_kernels,
             "force": force,
         },
+        source_stats=stats,
+        previous_source=_previous_source(result.manifest_path),
     )
     write_atomic(
         result.manifest_path, redact(json.dumps(result.manifest, indent=2, default=str)) + "\n"
@@ -476,14 +479,39 @@ def _source_text(source) -> str:
     return source.to_yaml() if isinstance(source, SourceSpec) else str(source)
 
 
-def _keys_inputs(batch, state: dict, source, label: str, as_of, targets) -> tuple[str, dict]:
-    """The inputs key and the scopes' digests, loading the source if ``_prepare`` did not."""
-    src = state["src"]
-    if state["inputs"] is None or state["digests"] is None:
-        src = src or _load(source)
+def _keys_inputs(
+    batch, state: dict, source, label: str, as_of, targets
+) -> tuple[str, dict, object]:
+    """The inputs key, the scopes' digests and the loaded source (loaded here if ``_prepare``
+    did not)."""
+    src = state["src"] or _load(source)
     inputs = state["inputs"] or _inputs_key(src, source, label, as_of, targets)
     digests = state["digests"] or cache.scope_digests(batch, src)
-    return inputs, digests
+    return inputs, digests, src
+
+
+def _source_stats(src, batch) -> dict | None:
+    """Rows per table and the newest dates up to the report date, for the send guards
+    (``kpi_lib.publish.guards``); None when they cannot be read (the guards then do not judge)."""
+    import pandas as pd
+
+    from kpi_lib.publish.guards import source_stats
+
+    try:
+        return source_stats(src, until=pd.Timestamp(batch.as_of) + pd.Timedelta(days=1))
+    except Exception:  # noqa: BLE001 - the guards' figures never fail a render
+        return None
+
+
+def _previous_source(manifest_path: Path) -> dict | None:
+    """The source figures of the render this one replaces, with when it finished."""
+    try:
+        old = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(old, dict) or not old.get("source"):
+        return None
+    return {**old["source"], "finished_at": old.get("finished_at")}
 
 
 def _reuse_unchanged(

@@ -12,6 +12,12 @@ Transient failures (connection lost, 4xx replies) are retried with exponential b
 permanent ones (5xx) are not. The password comes only from the ``KPI_SMTP_PASSWORD``
 environment variable and is never written or printed.
 
+Channel recipients (Slack, Teams) get one post per scope through their webhooks, with the same
+ledger (``kpi_lib.publish.channels``). Before anything goes out the guards judge the source
+(``kpi_lib.publish.guards``): a stale source, a missing table or a shrunken one holds every
+digest and post back (``force_send`` overrides, and the ledger says so). A recipient whose
+report failed gets no digest; the ledger records why (``"status": "held"``).
+
 Example
 -------
 >>> result = send_batch(Period.parse("2026-10"))  # writes reports/2026-10/outbox/   # doctest: +SKIP
@@ -22,7 +28,6 @@ Example
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
 import smtplib
@@ -32,7 +37,6 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import parseaddr
 from pathlib import Path
@@ -42,46 +46,43 @@ from kpi_lib.errors import KpiKitError, ParamsError
 from kpi_lib.metrics.batch import Batch
 from kpi_lib.periods import Period
 from kpi_lib.publish.audit import Auditor, Directory, scan_message
+from kpi_lib.publish.channels import post_channels, post_json
 from kpi_lib.publish.digest import (
     DigestError,
     Figures,
     PdfPrinter,
+    ReportNotRendered,
     batch_key,
     build_digest,
     load_mtd,
     locate_reports,
     parse_scopes_header,
 )
+from kpi_lib.publish.guards import GuardPolicy, Verdict, check_batch
+from kpi_lib.publish.ledger import Ledger, now_iso
 from kpi_lib.publish.recipients import load_recipients
+from kpi_lib.publish.retry import RetryPolicy
+
+__all__ = [
+    "GuardPolicy",
+    "Ledger",
+    "RetryPolicy",
+    "SendResult",
+    "SmtpConfigError",
+    "SmtpSettings",
+    "send_batch",
+    "smtp_settings",
+]
 
 PASSWORD_ENV = "KPI_SMTP_PASSWORD"
+DEFAULT_RETRY = RetryPolicy()
+DEFAULT_GUARDS = GuardPolicy()
 SECURITY = ("none", "starttls", "ssl")
 
 
 class SmtpConfigError(KpiKitError):
     """Raised when the SMTP settings are wrong: a password is missing or the server refuses the
     login. The message never contains the password."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how patiently a failed send is retried.
-
-    Attempt ``i`` (from 1) that fails transiently waits ``min(max_delay, base_delay * 2**(i-1))``
-    seconds before the next; after ``attempts`` tries the recipient counts as failed.
-
-    Example
-    -------
-    >>> [RetryPolicy(attempts=4, base_delay=2, max_delay=5).delay(i) for i in (1, 2, 3)]
-    [2, 4, 5]
-    """
-
-    attempts: int = 4
-    base_delay: float = 2.0
-    max_delay: float = 60.0
-
-    def delay(self, attempt: int) -> float:
-        return min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
 
 
 @dataclass(frozen=True)
@@ -213,44 +214,6 @@ def _text(value) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-class Ledger:
-    """``outbox/ledger.jsonl``: one JSON line per delivered message.
-
-    One line per recipient x batch. ``key`` is ``<email>|<batch key>``; a torn last line (a
-    kill mid-write) is ignored when read.
-    """
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.entries: dict[str, dict] = {}
-        if self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    entry = json.loads(line)
-                    self.entries[entry["key"]] = entry
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue
-
-    @staticmethod
-    def key(email: str, batch: str) -> str:
-        return f"{email.lower()}|{batch}"
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.entries
-
-    def append(self, entry: dict) -> None:
-        """Append one line and fsync it before returning."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        self.entries[entry["key"]] = entry
-
-
 def eml_name(email: str) -> str:
     """The outbox file of one recipient: ``dana.whitfield@example.com.eml``."""
     return re.sub(r"[^A-Za-z0-9@._+-]", "_", email.lower()) + ".eml"
@@ -298,6 +261,20 @@ class SendResult:
     no_reports: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    posted: list[str] = field(default_factory=list)
+    """Channel posts, ``"slack #sales na-ent"``."""
+    already_posted: list[str] = field(default_factory=list)
+    held: list[tuple[str, str]] = field(default_factory=list)
+    """Digests and posts deliberately not sent, with why (the ledger has them too)."""
+    verdict: Verdict = field(default_factory=lambda: Verdict(judged=False))
+    """What the guards found (``verdict.hold``: the source looked wrong)."""
+    forced: bool = False
+    """Sent although the guards found something (``force_send``)."""
+
+    @property
+    def held_back(self) -> bool:
+        """Whether the guards held this batch back (nothing was sent)."""
+        return self.verdict.hold and not self.forced
 
     def summary(self) -> str:
         """One line for the batch, then one line per failed recipient."""
@@ -307,8 +284,20 @@ class SendResult:
             parts.append(f"{len(self.already_sent)} already sent earlier (ledger)")
         if self.no_reports:
             parts.append(f"{len(self.no_reports)} without a report this period")
+        if self.posted or self.already_posted:
+            parts.append(f"{len(self.posted)} channel posts")
+        if self.already_posted:
+            parts.append(f"{len(self.already_posted)} posted earlier (ledger)")
+        if self.held:
+            parts.append(f"{len(self.held)} held back")
         parts.append(f"{len(self.failed)} failed")
         lines = [f"{self.period}: " + ", ".join(parts)]
+        if self.held_back:
+            lines.append("  HELD BACK, nothing sent: the source looks wrong for the period")
+            lines += [f"    {finding}" for finding in self.verdict.findings]
+            lines.append("  check the source; to send anyway, rerun with --force-send")
+        elif self.forced:
+            lines.append("  SENT WITH --force-send although: " + self.verdict.reason())
         lines += [f"  warning: {w}" for w in self.warnings]
         lines += [f"  FAILED {email}: {error}" for email, error in self.failed]
         if self.failed:
@@ -325,12 +314,17 @@ def send_batch(
     out: str | Path = "reports",
     recipients: str | Path | None = None,
     smtp: SmtpSettings | None = None,
-    retry: RetryPolicy = RetryPolicy(),
+    retry: RetryPolicy = DEFAULT_RETRY,
     *,
+    guards: GuardPolicy | None = DEFAULT_GUARDS,
+    force_send: bool = False,
+    channels: bool = True,
     log: Callable[[str], None] = _stderr,
     sleep: Callable[[float], None] = time.sleep,
+    poster: Callable[[str, dict], None] = post_json,
 ) -> SendResult:
-    """Build and deliver every recipient's digest of the batch in ``<out>/<period>/``.
+    """Build and deliver every recipient's digest of the batch in ``<out>/<period>/``, and
+    post each channel recipient its scopes.
 
     Parameters
     ----------
@@ -344,9 +338,20 @@ def send_batch(
     smtp
         ``smtp_settings(...)``; ``None`` writes ``.eml`` files to ``<out>/<period>/outbox/``.
     retry
-        Backoff for transient failures.
+        Backoff for transient failures (a webhook's ``Retry-After`` wins when given).
+    guards
+        When the source looks wrong for the period (``kpi_lib.publish.guards``: stale, a
+        table missing or shrunken against the last batch), nothing is sent; every digest and
+        post is recorded as held in the ledger. ``None``: no guards.
+    force_send
+        Send although the guards found something; each ledger entry records what was
+        overridden (``"forced"``).
+    channels
+        Post to the Slack and Teams channels of the recipients file (``False``: email only).
     log
         Receives one line per recipient (default: stderr).
+    sleep, poster
+        Stand-ins for the tests (the wait between retries, one webhook request).
 
     Returns
     -------
@@ -384,6 +389,19 @@ def send_batch(
     unreachable: str | None = None
     auditor: Auditor | None = None
 
+    result.verdict = check_batch(period_dir, guards) if guards else Verdict(judged=False)
+    result.forced = result.verdict.hold and force_send
+    hold = f"held back: {result.verdict.reason()}" if result.held_back else None
+    forced = result.verdict.reason() if result.forced else None
+    for finding in result.verdict.findings:
+        log(f"{label} {'FORCED past' if forced else 'HELD BACK'}: {finding}")
+
+    def auditor_of() -> Auditor:
+        nonlocal auditor
+        if auditor is None:
+            auditor = Auditor(Directory.from_batch(batch))
+        return auditor
+
     with _send_lock(outbox), PdfPrinter() as pdf:
         ledger = Ledger(outbox / "ledger.jsonl")
         pdf_note = None
@@ -396,6 +414,10 @@ def send_batch(
                         f"{label} skip {person.email}: already sent "
                         f"{ledger.entries[entry_key].get('sent_at', '')}"
                     )
+                    continue
+                if hold is not None:
+                    ledger.hold(entry_key, hold, email=person.email, batch=key)
+                    result.held.append((person.email, hold))
                     continue
                 if unreachable:
                     result.failed.append((person.email, f"not attempted: {unreachable}"))
@@ -411,6 +433,12 @@ def send_batch(
                         reports=reports,
                         figures=figures,
                     )
+                except ReportNotRendered as exc:  # never an incomplete digest; say why
+                    ledger.hold(entry_key, str(exc), email=person.email, batch=key)
+                    result.held.append((person.email, str(exc)))
+                    result.failed.append((person.email, str(exc)))
+                    log(f"{label} HELD {person.email}: {exc}")
+                    continue
                 except DigestError as exc:
                     result.failed.append((person.email, str(exc)))
                     log(f"{label} FAILED {person.email}: {exc}")
@@ -426,10 +454,8 @@ def send_batch(
                     pdf_note = f"digests carry the HTML report without its PDF: {pdf.missing}"
                     result.warnings.append(pdf_note)
                     log(f"{label} warning: {pdf_note}")
-                if auditor is None:
-                    auditor = Auditor(Directory.from_batch(batch))
                 leaks = scan_message(
-                    auditor,
+                    auditor_of(),
                     msg,
                     person.scope_pairs(set(auditor.directory.teams)),
                     recipient=person.email,
@@ -465,7 +491,8 @@ def send_batch(
                             "as_of": batch.as_of,
                             "server": smtp.where,
                             "bytes": size,
-                            "sent_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                            "sent_at": now_iso(),
+                            **({"forced": forced} if forced else {}),
                         }
                     )
                     result.sent.append(person.email)
@@ -480,6 +507,27 @@ def send_batch(
         finally:
             if transport is not None:
                 transport.close()
+        if channels and people.channels:
+            posts = post_channels(
+                people.channels,
+                figures=figures,
+                period_dir=period_dir,
+                reports=reports,
+                ledger=ledger,
+                batch_key=key,
+                auditor_of=auditor_of,
+                report_url=people.report_url,
+                retry=retry,
+                hold=hold,
+                forced=forced,
+                sleep=sleep,
+                log=log,
+                poster=poster,
+            )
+            result.posted += posts.posted
+            result.already_posted += posts.already_posted
+            result.held += posts.held
+            result.failed += posts.failed
     return result
 
 
