@@ -135,7 +135,11 @@ def test_the_stages_come_in_pipeline_order_marked_to_review_with_the_amount_they
         '"Qualifying":   # to review: no probability in the export; 1 open deal, $500 today',
         '"Engaging":   # to review: no probability in the export; 1 open deal, $1.44K today',
     ]
-    assert load_settings(out / "kpis.yaml") == {"gross_margin": 1.0, "stage_probabilities": {}}
+    assert load_settings(out / "kpis.yaml") == {
+        "gross_margin": 1.0,
+        "stage_probabilities": {},
+        "risks": {"quiet_days": 30, "stage_percentile": 0.9, "close_date_pushes": 2},
+    }
 
 
 def test_recipients_are_the_reps_with_an_address_and_templates_for_the_others(org, tmp_path):

@@ -88,6 +88,18 @@ class Batch:
     drivers: pd.DataFrame | None = None
     """What moved P's changes on P-1 and P-1y (``drivers.compute_drivers``): one row per
     scope x KPI x comparison x driver, saved as ``drivers.csv`` beside the reports."""
+    forecast: pd.DataFrame | None = None
+    """Each projection replayed over the last complete months against their revenue
+    (``forecast.compute_forecast``): one row per company/team x method x month, saved as
+    ``forecast.csv`` beside the reports."""
+    projections: pd.DataFrame | None = None
+    """Each projection of the month ahead: one row per company/team x method."""
+    forecast_notes: dict = field(default_factory=dict)
+    """``{"notes": {method: what it rests on}, "unavailable": {method: why}}``."""
+    risks: pd.DataFrame | None = None
+    """Open deals at risk at the snapshot, with every reason (``risks.deals_at_risk``): one row
+    per deal, saved as ``risks.csv``; ``risk_unavailable`` maps a rule not judged to why."""
+    risk_unavailable: dict = field(default_factory=dict)
 
     def has_data(self, period: str) -> bool:
         """Whether the org has data in ``period`` (a label of the batch's grain): False for a
@@ -158,7 +170,7 @@ class Batch:
         if self.spec is not None:  # the reports and later commands read the source through it
             self.source = str(_write_source_file(self.spec, folder / "source.yaml"))
         tables = [("cube", self.cube), ("teams", self.teams), ("reps", self.reps)]
-        for name in ("open_deals", "drivers"):
+        for name in ("open_deals", "drivers", "forecast", "projections", "risks"):
             if getattr(self, name) is not None:
                 tables.append((name, getattr(self, name)))
         for name, df in tables:
@@ -181,6 +193,8 @@ class Batch:
             "recipients": self.recipients,
             "data_start": self.data_start,
             "currency": self.currency,
+            "forecast_notes": self.forecast_notes,
+            "risk_unavailable": self.risk_unavailable,
         }
         tmp = folder / ".batch.json.tmp"
         tmp.write_text(json.dumps(meta, indent=2))
@@ -220,6 +234,11 @@ class Batch:
             currency=meta.get("currency"),
             open_deals=_read_if_there(folder / "open_deals.parquet"),
             drivers=_read_if_there(folder / "drivers.parquet"),
+            forecast=_read_if_there(folder / "forecast.parquet"),
+            projections=_read_if_there(folder / "projections.parquet"),
+            forecast_notes=meta.get("forecast_notes") or {},
+            risks=_read_if_there(folder / "risks.parquet"),
+            risk_unavailable=meta.get("risk_unavailable") or {},
         )
 
 
@@ -286,8 +305,10 @@ def prepare_batch(
         As for ``compute_cube``; default: the org's own (``kpi_lib.data.org``).
     """
     from kpi_lib.data.history import load_with_history
-    from kpi_lib.metrics.deals import open_deals_table, reporting_currency
+    from kpi_lib.metrics.deals import open_deals_table, reporting_currency, snapshot_at
     from kpi_lib.metrics.drivers import compute_drivers
+    from kpi_lib.metrics.forecast import compute_forecast
+    from kpi_lib.metrics.risks import deals_at_risk
 
     p = period
     history = str(project_path(history_dir)) if history_dir else None
@@ -299,6 +320,19 @@ def prepare_batch(
         reps["end_at"].isna() | (reps["end_at"] >= p.start)
     )
     as_of_day = (parse_as_of(as_of) - pd.Timedelta(days=1)).date().isoformat()
+    settings_used = cube.attrs["settings"]
+    open_table = open_deals_table(src, p, as_of_day)
+    outlook = compute_forecast(
+        src, p, as_of_day, settings_used["stage_probabilities"], history_dir=history
+    )
+    risks = deals_at_risk(
+        src,
+        open_table,
+        snapshot_at(p, as_of_day),
+        p.label,
+        settings_used["risks"],
+        history_dir=history,
+    )
     batch = Batch(
         period=p,
         cube=cube,
@@ -318,8 +352,13 @@ def prepare_batch(
         recipients=_path_or_none(org_files(src).recipients),
         data_start=cube.attrs["data_start"],
         currency=reporting_currency(src),
-        open_deals=open_deals_table(src, p, as_of_day),
+        open_deals=open_table,
         drivers=compute_drivers(cube, p, src.frame("reps")),
+        forecast=outlook.backtest,
+        projections=outlook.ahead,
+        forecast_notes={"notes": outlook.notes, "unavailable": outlook.unavailable},
+        risks=risks,
+        risk_unavailable=risks.attrs["unavailable"],
     )
     if out_dir is not None:
         batch.save(out_dir)

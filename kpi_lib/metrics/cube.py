@@ -28,9 +28,15 @@ CUBE_COLUMNS = ["period", "scope", "scope_id", "kpi", "value", "numerator", "den
 RANGE_COLUMNS = ["band_low", "band_high", "unusual", "change_significant"]
 """What ``kpis.csv`` adds to the contract's columns (``ranges``): the normal range of the value,
 whether the value is outside it, and whether a rate's change on P-1 is more than noise."""
-BUILTIN_SETTINGS = {"gross_margin": 1.0, "stage_probabilities": {}}
+BUILTIN_SETTINGS = {
+    "gross_margin": 1.0,
+    "stage_probabilities": {},
+    "risks": {"quiet_days": 30, "stage_percentile": 0.9, "close_date_pushes": 2},
+}
 """KPI settings of an org without its own ``kpis.yaml``: CLV on revenue, no stage probabilities
-(the CRM export's are used where it carries them)."""
+(the CRM export's are used where it carries them), and the thresholds of a deal at risk
+(``kpi_lib.metrics.risks``): no activity for 30 days, longer in its stage than 90% of won
+deals took, its close date pushed twice."""
 
 
 def load_settings(settings: str | Path | dict | None = None) -> dict:
@@ -41,8 +47,8 @@ def load_settings(settings: str | Path | dict | None = None) -> dict:
 
     Example
     -------
-    >>> load_settings({"gross_margin": 0.8})
-    {'gross_margin': 0.8, 'stage_probabilities': {}}
+    >>> load_settings({"gross_margin": 0.8, "risks": {"quiet_days": 14}})["risks"]
+    {'quiet_days': 14, 'stage_percentile': 0.9, 'close_date_pushes': 2}
     """
     origin = "KPI settings"
     if settings is None or str(settings) == "":
@@ -61,7 +67,36 @@ def load_settings(settings: str | Path | dict | None = None) -> dict:
     if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 < margin <= 1:
         raise ParamsError(f"{origin}: gross_margin must be a number in (0, 1], got {margin!r}")
     merged["stage_probabilities"] = _probabilities(origin, merged["stage_probabilities"])
+    merged["risks"] = _risk_thresholds(origin, settings.get("risks"))
     return merged
+
+
+def _risk_thresholds(origin: str, given) -> dict:
+    """The thresholds of a deal at risk over the built-in ones, each checked: ``quiet_days``
+    and ``close_date_pushes`` whole numbers from 1, ``stage_percentile`` a share in (0, 1)."""
+    defaults = BUILTIN_SETTINGS["risks"]
+    if given is None:
+        return dict(defaults)
+    if not isinstance(given, dict):
+        raise ParamsError(f"{origin}: risks must map {list(defaults)} to values, got {given!r}")
+    unknown = set(given) - set(defaults)
+    if unknown:
+        raise ParamsError(
+            f"{origin}: risks: unknown key(s) {sorted(unknown)}; known: {list(defaults)}"
+        )
+    out = {**defaults, **given}
+    for key in ("quiet_days", "close_date_pushes"):
+        v = out[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ParamsError(f"{origin}: risks: {key} must be a whole number from 1, got {v!r}")
+    share = out["stage_percentile"]
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share < 1:
+        raise ParamsError(
+            f"{origin}: risks: stage_percentile must be a share between 0 and 1 (0.9 for 90%), "
+            f"got {share!r}"
+        )
+    out["stage_percentile"] = float(share)
+    return out
 
 
 def _probabilities(origin: str, given) -> dict[str, float]:
