@@ -22,6 +22,8 @@ from pathlib import Path
 from kpi_lib.errors import KpiKitError
 from kpi_lib.metrics.cube import CUBE_COLUMNS, RANGE_COLUMNS
 from kpi_lib.metrics.drivers import DRIVER_COLUMNS
+from kpi_lib.metrics.forecast import FORECAST_COLUMNS
+from kpi_lib.metrics.risks import RISK_COLUMNS
 from kpi_lib.paths import write_atomic
 from kpi_lib.publish.plan import Matrix
 
@@ -132,6 +134,26 @@ def write_drivers_csv(drivers, path: Path) -> None:
     if drivers is None:
         raise KpiKitError("the batch carries no drivers (saved by an older version: render again)")
     write_atomic(path, drivers[DRIVER_COLUMNS].to_csv(index=False))
+
+
+def write_forecast_csv(forecast, path: Path) -> None:
+    """The batch's backtest (``kpi_lib.metrics.forecast``): one row per company/team x method
+    x month, ``error = projected - actual``."""
+    if forecast is None:
+        raise KpiKitError("the batch carries no forecast (saved by an older version: render again)")
+    write_atomic(path, forecast[FORECAST_COLUMNS].to_csv(index=False))
+
+
+def write_risks_csv(risks, path: Path) -> None:
+    """The batch's deals at risk (``kpi_lib.metrics.risks``): one row per open deal at risk,
+    ``reasons`` its reason codes joined by ``;``, dates as ``YYYY-MM-DD``."""
+    if risks is None:
+        raise KpiKitError(
+            "the batch carries no deals at risk (saved by an older version: render again)"
+        )
+    rows = risks[RISK_COLUMNS].copy()
+    rows["expected_close_at"] = rows["expected_close_at"].dt.strftime("%Y-%m-%d")
+    write_atomic(path, rows.to_csv(index=False))
 
 
 def _readable(iso: str) -> str:
@@ -255,6 +277,7 @@ def index_html(result: BatchResult, matrix: Matrix) -> str:
         f"{result.seconds:.0f} s. Data fingerprint {e(str(result.fingerprint))}, code "
         f"{e(str(result.code_version))}. "
         '<a href="kpis.csv">kpis.csv</a> &middot; <a href="drivers.csv">drivers.csv</a> '
+        '&middot; <a href="forecast.csv">forecast.csv</a> &middot; <a href="risks.csv">risks.csv</a> '
         '&middot; <a href="manifest.json">manifest.json</a></p>',
     ]
     if bad:

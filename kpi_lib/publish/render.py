@@ -5,7 +5,10 @@ One batch, for one period ``P``:
 1. ``kpi_lib.metrics.batch.prepare_batch`` computes the KPI cube once and saves it under
    ``<out>/<P>/_data`` (the notebooks read it from there instead of recomputing);
 2. ``<out>/<P>/kpis.csv``: the cube rows of ``P`` with their normal ranges and significance,
-   and ``<out>/<P>/drivers.csv``: what moved each change (``kpi_lib.metrics.drivers``);
+   ``<out>/<P>/drivers.csv``: what moved each change (``kpi_lib.metrics.drivers``),
+   ``<out>/<P>/forecast.csv``: each projection replayed against actuals
+   (``kpi_lib.metrics.forecast``) and ``<out>/<P>/risks.csv``: open deals at risk
+   (``kpi_lib.metrics.risks``);
 3. every role x scope of ``params/reports.yaml`` is executed with papermill, in parallel, into
    ``<out>/<P>/_notebooks/<role>/<scope_id>.ipynb``: one warm kernel per worker, reset between
    reports (``kpi_lib.publish.kernels``; ``fresh_kernels=True``: a fresh kernel per report), and
@@ -24,6 +27,8 @@ The layout is the one of DESIGN.md section 6::
     reports/2026-10/manifest.json
     reports/2026-10/kpis.csv
     reports/2026-10/drivers.csv
+    reports/2026-10/forecast.csv
+    reports/2026-10/risks.csv
     reports/2026-10/executive/all.html
     reports/2026-10/manager/<team_id>.html
     reports/2026-10/rep/<rep_id>.html
@@ -57,7 +62,9 @@ from kpi_lib.publish.index import (
     index_html,
     manifest_of,
     write_drivers_csv,
+    write_forecast_csv,
     write_kpis_csv,
+    write_risks_csv,
 )
 from kpi_lib.publish.plan import load_matrix, plan_reports, scope_table
 from kpi_lib.redact import hide_source, redact
@@ -296,6 +303,8 @@ def render_batch(
     write_atomic(data_dir / _INPUTS_FILE, json.dumps({"inputs": inputs, "scopes": digests}))
     write_kpis_csv(batch.cube, label, period_dir / "kpis.csv")
     write_drivers_csv(batch.drivers, period_dir / "drivers.csv")
+    write_forecast_csv(batch.forecast, period_dir / "forecast.csv")
+    write_risks_csv(batch.risks, period_dir / "risks.csv")
 
     cwd = Path.cwd()
     parameters = {
