@@ -52,6 +52,19 @@ def frame(name: str, rows) -> pd.DataFrame:
     return df
 
 
+CONTRACT_COLUMNS = [
+    "period",
+    "scope",
+    "scope_id",
+    "kpi",
+    "value",
+    "numerator",
+    "denominator",
+    "target",
+]
+"""The cube's columns in DESIGN.md section 5, in order."""
+RANGE_COLUMNS = ["band_low", "band_high", "unusual", "change_significant"]
+"""What kpis.csv and the cube add after them: the normal range and significance."""
 TEAMS = [{"team_id": "east", "team_name": "East"}, {"team_id": "west", "team_name": "West"}]
 REPS = [
     {"rep_id": "r1", "rep_name": "Ann", "team_id": "east"},

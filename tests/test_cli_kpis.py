@@ -11,23 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import REPS, TEAMS, frame, lost, opp, won
+from conftest import CONTRACT_COLUMNS, RANGE_COLUMNS, REPS, TEAMS, frame, lost, opp, won
 
 REPO = Path(__file__).resolve().parents[1]
-COLUMNS = [
-    "period",
-    "scope",
-    "scope_id",
-    "kpi",
-    "value",
-    "numerator",
-    "denominator",
-    "target",
-    "band_low",
-    "band_high",
-    "unusual",
-    "change_significant",
-]
+COLUMNS = CONTRACT_COLUMNS + RANGE_COLUMNS
 
 # r1 (east): won 1000 on Oct 5, lost Oct 9; r3 (west): won 3000 on Oct 31 23:59; r2: open
 # September: r1 won 500. November: r3 won 700 on Nov 1 00:00.

@@ -10,7 +10,20 @@ import math
 
 import pandas as pd
 import pytest
-from conftest import REPS, cube, lost, opp, parts, row, same, source, value, won
+from conftest import (
+    CONTRACT_COLUMNS,
+    RANGE_COLUMNS,
+    REPS,
+    cube,
+    lost,
+    opp,
+    parts,
+    row,
+    same,
+    source,
+    value,
+    won,
+)
 
 import kpi_lib
 from kpi_lib.errors import DataError, KpiKitError
@@ -1355,20 +1368,7 @@ SECTION_4_KPIS = {
 
 def test_cube_has_every_kpi_for_every_scope_and_period():
     c = cube("2026-09:2026-10", [won("O1", "2026-10-05", 100)])
-    assert list(c.columns) == [
-        "period",
-        "scope",
-        "scope_id",
-        "kpi",
-        "value",
-        "numerator",
-        "denominator",
-        "target",
-        "band_low",
-        "band_high",
-        "unusual",
-        "change_significant",
-    ]
+    assert list(c.columns) == CONTRACT_COLUMNS + RANGE_COLUMNS
     assert set(c["period"]) == {"2026-09", "2026-10"}
     assert set(zip(c["scope"], c["scope_id"], strict=True)) == {
         ("company", "all"),

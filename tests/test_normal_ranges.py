@@ -19,7 +19,7 @@ import statistics
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import cube, lost, row, same, source, won
+from conftest import CONTRACT_COLUMNS, cube, lost, row, same, source, won
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binomtest, norm
@@ -204,16 +204,7 @@ def test_a_cube_without_ranges_has_the_contracts_columns_only():
     c = kpi_lib.compute_cube(
         source(wins(TWELVE)), OCT, as_of="2026-11-28", targets={}, settings={}, with_ranges=False
     )
-    assert list(c.columns) == [
-        "period",
-        "scope",
-        "scope_id",
-        "kpi",
-        "value",
-        "numerator",
-        "denominator",
-        "target",
-    ]
+    assert list(c.columns) == CONTRACT_COLUMNS
 
 
 def test_unusual_is_false_without_a_value(twelve_months):

@@ -20,6 +20,7 @@ import nbformat
 import pandas as pd
 import pytest
 from _notebooks import stand_in_notebook
+from conftest import CONTRACT_COLUMNS, RANGE_COLUMNS
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from kpi_lib.errors import ParamsError, UnknownScopeError
@@ -30,20 +31,7 @@ from kpi_lib.publish.plan import Matrix, RoleSpec, load_matrix, plan_reports
 from kpi_lib.publish.render import render_batch
 
 # kpis.csv: the cube's columns (DESIGN.md section 5)
-KPIS_CSV_COLUMNS = [
-    "period",
-    "scope",
-    "scope_id",
-    "kpi",
-    "value",
-    "numerator",
-    "denominator",
-    "target",
-    "band_low",
-    "band_high",
-    "unusual",
-    "change_significant",
-]
+KPIS_CSV_COLUMNS = CONTRACT_COLUMNS + RANGE_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 PERIOD = "2026-10"
