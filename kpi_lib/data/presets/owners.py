@@ -167,6 +167,12 @@ class OwnersByName:
             team_values = export_text(pick("team"), reps.index)
             reps["email"] = export_text(pick("email"), reps.index)
             active = pick("active")
+            idle = ~people.index.isin([p for p in person if p is not None])
+            ex.not_rows(
+                self.file,
+                pd.Series(idle, index=people.index),
+                "a user who owns nothing in the exports (reps are the owners)",
+            )
             unmatched = [r for r, p in zip(ids, person, strict=True) if p is None]
             if unmatched:
                 ex.findings.append(

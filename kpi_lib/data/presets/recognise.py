@@ -132,7 +132,7 @@ def sheet_of(sheet, path: Path) -> str | None:
 
 def _header(found: Recognised, path: Path, sheet) -> list[str]:
     if path.suffix.lower() in WORKBOOKS:
-        frame = read_workbook(path, "an export (recognised by its columns)", sheet_of(sheet, path))
+        frame = read_workbook(path, "unknown until its columns are read", sheet_of(sheet, path))
         found.frames[path] = frame
         return [str(c) for c in frame.columns]
     return read_header(path)
@@ -155,12 +155,14 @@ def _nearest(kinds: list[ExportKind], header: list[str], preset: str) -> str:
     best = None
     for kind in kinds:
         missing = kind.missing(header)
-        if len(missing) < len(kind.needs) / 2 + 0.01 and (best is None or len(missing) < best[1]):
-            best = (kind, len(missing), missing)
+        excluded = any(kind._has({norm(c) for c in header}, (p,)) for p in kind.lacks)
+        near = 0 < len(missing) <= len(kind.needs) / 2 and not excluded
+        if near and (best is None or len(missing) < len(best[1])):
+            best = (kind, missing)
     shown = ", ".join(map(str, header[:6])) + (", ..." if len(header) > 6 else "")
-    if best is None or not best[2]:
+    if best is None:
         return f"its columns ({shown}) match no {preset} export"
-    lacks = "; ".join(" / ".join(g[:3]) for g in best[2])
+    lacks = "; ".join(" / ".join(g[:3]) for g in best[1])
     return f"looks like {best[0].name} but has no {lacks} column (columns: {shown})"
 
 
@@ -168,7 +170,7 @@ def _nearest(kinds: list[ExportKind], header: list[str], preset: str) -> str:
 # Report trailers, totals and subtotals
 # ---------------------------------------------------------------------------------------------
 
-TRAILER_REASON = "report trailer (a blank line, a total or subtotal, the confidentiality notice)"
+TRAILER_REASON = "report trailer: a blank line, a total or subtotal, the confidentiality notice"
 """The row accounting's reason for the rows ``trailer_rows`` sets aside."""
 
 _TRAILER = re.compile(

@@ -47,7 +47,7 @@ KINDS = [
             ("StageName", "Stage", "To Stage"),
             ("CreatedDate", "Created Date", "Last Modified", "Edit Date"),
         ),
-        lacks=_OWNER,
+        lacks=(*_OWNER, "Account Name", "AccountId", "Account ID", "Fiscal Period"),
         ids=("Id",),
     ),
     ExportKind(
