@@ -1,5 +1,5 @@
 """Shared fixtures-in-functions for the delivery tests: a batch with stand-in reports, a
-recipients file, and an aiosmtpd server on a free loopback port.
+recipients file, and an aiosmtpd server on a free loopback port (``smtp_server``).
 
 The stand-in reports carry their scope id (``data-scope``) and name, so a test can check that a
 recipient's attachments hold their scopes and nothing else.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import shutil
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -93,3 +94,41 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class SmtpInbox:
+    """An aiosmtpd handler that keeps every accepted message: ``[(rcpt_tos, bytes)]``."""
+
+    def __init__(self):
+        self.messages: list[tuple[list[str], bytes]] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append((list(envelope.rcpt_tos), envelope.original_content))
+        return "250 OK"
+
+    def to(self, address: str) -> list:
+        """The parsed messages delivered to ``address``."""
+        from email import message_from_bytes, policy
+
+        return [
+            message_from_bytes(raw, policy=policy.default)
+            for rcpts, raw in self.messages
+            if address in rcpts
+        ]
+
+    def recipients(self) -> list[str]:
+        return sorted(r for rcpts, _ in self.messages for r in rcpts)
+
+
+@contextmanager
+def smtp_server():
+    """``(inbox, port)``: a real SMTP server (aiosmtpd) on a free loopback port."""
+    from aiosmtpd.controller import Controller
+
+    inbox, port = SmtpInbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()
