@@ -25,7 +25,9 @@ the contract's columns (``kpi_lib/schema.py``), built by hand-written rules, no 
   PostgreSQL                    -      yes         yes            -
   Salesforce API export         yes    yes         from 2026-03   yes
   Salesforce UI report export   -      -           -              -
+  Salesforce Classic report     -      -           -              -
   HubSpot export                -      yes         yes            yes
+  HubSpot deals-only XLSX       -      -           -              -
   column-mapped files           -      -           -              yes
   ============================  =====  ==========  =============  ========
 
@@ -807,6 +809,55 @@ def write_salesforce_report(org: Org, folder: Path) -> Written:
     )
 
 
+def write_salesforce_classic(org: Org, folder: Path) -> Written:
+    """Two Salesforce Classic report exports as the Export button writes them (CSV, UTF-8):
+    files named by report id (``report1764910200000.csv``), a BOM, every field quoted, CRLF,
+    the trailer block; amounts as the user sees them (``"EUR 12,000.00"``), probabilities as
+    ``"90%"``, dates in the day-first locale of a European user (``05/11/2026``). The users
+    report has no User ID (Full Name, Email, Role, Active): the reps are the opportunity
+    owners by name, in the team of their Role. Missing: stage history, leads, activities,
+    accounts, spend, revenue.
+    """
+    from _exports import salesforce_report_csv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = salesforce_ids(org)
+
+    def day_first(ts) -> str:
+        return "" if pd.isna(ts) else f"{pd.Timestamp(ts):%d/%m/%Y}"
+
+    salesforce_report_csv(
+        folder / "report1764910200000.csv",
+        ["Full Name", "Email", "Role", "Profile", "Active"],
+        [[r.rep_name, r.email, r.team_id, "Sales User", "1"] for r in org["reps"].itertuples()],
+    )
+    header = ["Opportunity Owner", "Account Name", "Opportunity Name", "Stage", "Amount"]
+    header += ["Probability (%)", "Close Date", "Created Date", "Opportunity ID"]
+    rows = []
+    for o in org["opportunities"].itertuples():
+        stage = SALESFORCE_STAGES[o.stage]
+        rows.append(
+            [
+                o.owner_rep_id,
+                o.account_id,
+                f"{o.account_id} - {o.created_at:%b %Y}",
+                stage,
+                "" if pd.isna(o.amount) else f"{CURRENCY} {o.amount:,.2f}",
+                f"{SALESFORCE_PROBABILITY[stage]}%",
+                day_first(o.closed_at if o.is_closed else o.expected_close_at),
+                day_first(o.created_at),
+                ids["opportunities"][o.opportunity_id],
+            ]
+        )
+    salesforce_report_csv(folder / "report1764910200001.csv", header, rows)
+    return Written(
+        "salesforce_classic",
+        ["--source", str(folder), "--preset", "salesforce"],
+        *_identity(org),
+        ("stage_history", "leads", "activities", "accounts", "spend", "revenue"),
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # HubSpot
 # ---------------------------------------------------------------------------------------------
@@ -941,6 +992,42 @@ def write_hubspot(org: Org, folder: Path) -> Written:
         {t: t for t in org["teams"]["team_id"]},
         owners,
         ("leads", "spend", "revenue"),
+    )
+
+
+def write_hubspot_xlsx(org: Org, folder: Path) -> Written:
+    """The deals view exported with HubSpot's Export button as XLSX, and nothing else: UI
+    labels, typed cells (Record ID and Amount are number cells, the dates date cells), owners
+    by name in ``Deal owner``, stage labels (the org's open stages, ``Closed won`` / ``Closed
+    lost``). Without a users export the reps are the deal owners, all in one team
+    (``All reps``). Missing: stage history, leads, activities, accounts, spend, revenue.
+    """
+    from _exports import workbook
+
+    folder.mkdir(parents=True, exist_ok=True)
+    header = ["Record ID", "Deal Name", "Deal Stage", "Amount", "Close Date", "Create Date"]
+    header += ["Deal owner", "Pipeline"]
+    labels = {WON: "Closed won", LOST: "Closed lost"}
+    rows = [
+        [
+            18_000_000_000 + 37 * n,
+            f"{o.account_id} – {o.created_at:%B %Y}",
+            labels.get(o.stage, o.stage),
+            None if pd.isna(o.amount) else float(o.amount),
+            pd.Timestamp(o.closed_at if o.is_closed else o.expected_close_at).to_pydatetime(),
+            pd.Timestamp(o.created_at).to_pydatetime(),
+            o.owner_rep_id,
+            "Ventes",
+        ]
+        for n, o in enumerate(org["opportunities"].itertuples())
+    ]
+    workbook(folder / "hubspot-crm-exports-all-deals-2026-12-05.xlsx", {"Deals": (header, rows)})
+    return Written(
+        "hubspot_xlsx",
+        ["--source", str(folder), "--preset", "hubspot"],
+        {t: "All reps" for t in org["teams"]["team_id"]},
+        {r: r for r in org["reps"]["rep_id"]},
+        ("stage_history", "leads", "activities", "accounts", "spend", "revenue"),
     )
 
 

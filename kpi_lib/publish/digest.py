@@ -56,6 +56,7 @@ from kpi_lib.publish.file_names import report_paths
 from kpi_lib.publish.recipients import Recipient
 from kpi_lib.report import theme
 from kpi_lib.report.explain import Explainer
+from kpi_lib.report.risks import risk_lines
 from kpi_lib.report.theme import COLORS, STATUS_TEXT, format_change, format_value, is_missing
 
 MAX_BODY_BYTES = 100_000
@@ -626,6 +627,18 @@ def _sentences_html(sentences: list[str]) -> str:
     )
 
 
+def _risks_html(lines: list[str]) -> str:
+    """The scope's top deals at risk under its tiles (nothing when none is at risk)."""
+    if not lines:
+        return ""
+    items = "".join(f'<li style="margin:0 0 6px;">{e(x)}</li>' for x in lines)
+    return (
+        f'<div class="risks" style="font-family:{FONT};font-size:13px;line-height:19px;'
+        f'color:{COLORS["ink"]};padding:8px 4px 0;"><b>Deals at risk</b>'
+        f'<ul style="margin:4px 0 0;padding-left:18px;">{items}</ul></div>'
+    )
+
+
 def _row(inner: str, padding: str = "12px 16px") -> str:
     return f'<tr><td style="padding:{padding};">{inner}</td></tr>'
 
@@ -640,6 +653,8 @@ class ScopeSection:
     with_pdf: bool = True
     sentences: list[str] = field(default_factory=list)
     """What moved (``Explainer.sentences``), as the report's Highlights say it."""
+    risks: list[str] = field(default_factory=list)
+    """The scope's top deals at risk (``report.risks.risk_lines``), as the report words them."""
 
 
 def digest_html(
@@ -679,7 +694,8 @@ def digest_html(
                 f'<div style="font-family:{FONT};font-size:17px;line-height:22px;font-weight:bold;'
                 f'color:{COLORS["ink"]};padding:0 4px 6px;">{e(s.report.name)}</div>'
                 + _tiles_html(s.tiles)
-                + _sentences_html(s.sentences),
+                + _sentences_html(s.sentences)
+                + _risks_html(s.risks),
                 "10px 12px",
             )
         )
@@ -745,6 +761,8 @@ def digest_text(recipient: Recipient, batch, sections: list[ScopeSection], note:
             lines.append(f"{t.label}: {t.value}" + (f" ({extra})" if extra else ""))
         if s.sentences:
             lines += ["", "What moved:", *(f"- {x}" for x in s.sentences)]
+        if s.risks:
+            lines += ["", "Deals at risk:", *(f"- {x}" for x in s.risks)]
         lines.append("")
     lines.append("Full report attached:")
     lines += [
@@ -976,6 +994,7 @@ def build_digest(
             f"sales-kpis-{label}-{r.role}-{r.path.stem}",
             with_pdf=r.path in pdfs,
             sentences=[] if partial else figures.explain.sentences(r.scope, r.scope_id),
+            risks=risk_lines(batch, r.scope, r.scope_id),
         )
         for r in granted
     ]
