@@ -62,6 +62,10 @@ SLACK_FIELD_MAX = 2000
 SLACK_TEXT_MAX = 40_000
 SLACK_BUDGET = 12_000
 """Characters of block text a post stays under (Slack refuses ~13,000 as msg_blocks_too_long)."""
+TILE_MAX = 300
+"""Characters of one tile's line (its value, target and change fit in far fewer)."""
+SENTENCE_MAX = 600
+FOOTER_MAX = 500
 TEAMS_MAX_BYTES = 28 * 1024
 TEAMS_BUDGET = 24_000
 """Bytes of JSON a Teams post stays under (the documented limit is 28 KB)."""
@@ -160,13 +164,13 @@ def _slack(post: Post, sentences: list[str], dropped: int) -> dict:
     fields = [
         {
             "type": "mrkdwn",
-            "text": _cut(f"*{e(t.label)}*\n{e(tile_line(t))}", SLACK_FIELD_MAX),
+            "text": _cut(f"*{e(_cut(t.label, 100))}*\n{e(_cut(tile_line(t), TILE_MAX))}", 2000),
         }
         for t in post.tiles
     ]
     for i in range(0, len(fields), SLACK_FIELDS_MAX):
         blocks.append({"type": "section", "fields": fields[i : i + SLACK_FIELDS_MAX]})
-    lines = [f"• {e(s)}" for s in sentences]
+    lines = [f"• {e(_cut(s, SENTENCE_MAX))}" for s in sentences]
     if dropped:
         lines.append(f"• and {dropped} more in the report")
     chunk = "*What moved*"
@@ -179,12 +183,14 @@ def _slack(post: Post, sentences: list[str], dropped: int) -> dict:
             chunk += "\n" + line
     if lines:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": chunk}})
-    footer = e(post.footer)
+    footer = e(_cut(post.footer, FOOTER_MAX))
     if post.link:
         footer += f" <{post.link.replace('|', '%7C').replace('>', '%3E')}|{e(post.link_text)}>"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": footer}]})
-    text = post.title + "\n" + "\n".join(f"{t.label}: {tile_line(t)}" for t in post.tiles)
-    return {"text": _cut(text, 3000), "blocks": blocks}
+    text = (
+        post.title + "\n" + "\n".join(f"{t.label}: {_cut(tile_line(t), 200)}" for t in post.tiles)
+    )
+    return {"text": e(_cut(text, 3000)), "blocks": blocks}  # the notification: mrkdwn too
 
 
 def _slack_size(payload: dict) -> int:
@@ -268,12 +274,12 @@ def _teams(post: Post, sentences: list[str], dropped: int) -> dict:
             {
                 "type": "FactSet",
                 "facts": [
-                    {"title": t(tile.label), "value": t(_cut(tile_line(tile), 1000))}
+                    {"title": t(_cut(tile.label, 100)), "value": t(_cut(tile_line(tile), TILE_MAX))}
                     for tile in post.tiles
                 ],
             }
         )
-    lines = [f"- {t(s)}" for s in sentences]
+    lines = [f"- {t(_cut(s, SENTENCE_MAX))}" for s in sentences]
     if dropped:
         lines.append(f"- and {dropped} more in the report")
     if lines:
