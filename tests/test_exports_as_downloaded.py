@@ -34,6 +34,7 @@ revenue per rep 35,000 / 3.
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -177,6 +178,40 @@ def test_a_file_close_to_an_export_is_named_with_what_it_lacks(tmp_path):
     message = str(info.value)
     assert "needs an opportunities export" in message
     assert OPP_REPORT in message and "has no OwnerId / Owner ID / Opportunity Owner" in message
+
+
+def test_a_data_export_folder_reads_its_objects_by_name_and_lists_the_others(tmp_path):
+    """Grain: one file. A weekly Data Export holds every object: ``Opportunity.csv`` and the
+    rest of tests/fixtures/salesforce are read by their names (revenue 42,000 in October, as
+    tests/test_presets.py computes by hand), while Campaign, Contact and Case are listed as not
+    read, even where a header looks like an export that a named file already gives."""
+    folder = shutil.copytree(Path(__file__).parent / "fixtures" / "salesforce", tmp_path / "de")
+    (folder / "Campaign.csv").write_text(
+        "Id,Name,Type,Status,StartDate,EndDate,IsActive\n7015e0000001AAA,Fall,Webinar,Planned,,,true\n"
+    )
+    (folder / "Contact.csv").write_text(
+        "Id,AccountId,FirstName,LastName,Name,Email,OwnerId\n"
+        "0035e0000001AAA,0015e00000AcmeAAA,Gina,Ross,Gina Ross,g@acme.example,0055e000001AnAAAE\n"
+    )
+    (folder / "Case.csv").write_text(
+        "Id,CaseNumber,Subject,Status,Priority,OwnerId\n5005e0000001AAA,00001001,Login,New,High,x\n"
+    )
+    report = validation_report(folder, "salesforce", as_of=AS_OF)
+    read_as = {i["file"]: i["read_as"] for i in report.inputs}
+    assert read_as["Opportunity.csv"] == "opportunities" and read_as["Account.csv"] == "accounts"
+    assert read_as["Campaign.csv"] is None and read_as["Contact.csv"] is None
+    assert read_as["Case.csv"] is None
+    src = kpi_lib.load_source(folder, preset="salesforce", as_of=AS_OF)
+    assert cube(src)["revenue"] == 42_000
+
+
+def test_two_reports_of_the_same_export_are_exit_2_keep_one(tmp_path, capsys):
+    """Grain: one folder. Two opportunity reports: which one is not a guess."""
+    folder = salesforce_folder(tmp_path / "sf", users=False)
+    shutil.copy(folder / OPP_REPORT, folder / "report1765500009999.csv")
+    code, out = run(["validate", "--source", str(folder), "--preset", "salesforce"], capsys)
+    assert code == 2 and OPP_REPORT in out and "report1765500009999.csv" in out
+    assert "keep one" in out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """What both CRM presets share: their options, reading a folder of exports, and the column
 helpers that turn raw export values into canonical ones.
 
-A column is found by its API name or its report label, ignoring case, spaces and underscores
-(``Exports.column``); flags, timestamps, owners given by name and won/lost outcomes are read
-the same way for Salesforce and HubSpot.
+Each file is recognised as the export it is (``recognise``) and read without its report
+trailer; a column is found by its API name or its report label, ignoring case, spaces and
+underscores (``Exports.column``); dates (``Exports.dates``), amounts with their currency
+(``Exports.money``), flags and won/lost outcomes are read the same way for Salesforce and
+HubSpot, formatted values through ``values``.
 """
 
 from __future__ import annotations

@@ -90,10 +90,13 @@ class Recognised:
 def recognise(folder: Path, kinds: list[ExportKind], preset: str, sheet=None) -> Recognised:
     """Match every file of ``folder`` to one of ``kinds``: by name, else by header.
 
-    Kinds are tried in their order (the most specific first). Two files that are the same
-    export are a SourceError naming both; files that are no export are listed as not
-    recognised, with the nearest export and what it lacks where one comes close. Hidden
-    files and Excel's lock files (``~$deals.xlsx``) are not looked at.
+    Files named like an export are matched first; the other files by their header, kinds tried
+    in their order (the most specific first). A header that matches an export already read by
+    its name is listed as not read (a Data Export folder holds many objects). Two files that
+    are the same export, both by name or both by header, are a SourceError naming both; files
+    that are no export are listed as not recognised, with the nearest export and the columns
+    it lacks where one comes close. Hidden files and Excel's lock files (``~$deals.xlsx``) are
+    not looked at.
     """
     found = Recognised()
     how: dict[str, str] = {}
@@ -101,24 +104,30 @@ def recognise(folder: Path, kinds: list[ExportKind], preset: str, sheet=None) ->
         p for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith((".", "~$"))
     ]
     by_name = {norm(n): k for k in kinds for n in k.names}
+    named = {p for p in paths if p.suffix.lower() in TABLE_FILES and norm(p.stem) in by_name}
+    for path in sorted(named):
+        _claim(found, how, by_name[norm(path.stem)], path, "by its name")
     for path in paths:
+        if path in named:
+            continue
         if path.suffix.lower() not in TABLE_FILES:
             found.listing.append(
                 {"file": path.name, "read_as": None, "how": "not a CSV, Parquet or Excel file"}
             )
             continue
-        kind = by_name.get(norm(path.stem))
-        if kind is not None:
-            _claim(found, how, kind, path, "by its name")
-            continue
         header = _header(found, path, sheet)
         kind = next((k for k in kinds if k.matches(header)), None)
-        if kind is not None:
+        if kind is not None and how.get(kind.name) == "by its name":
+            other = found.files[kind.name].name
+            why = f"has the columns of {kind.name}, which {other} gives (read by its name)"
+            found.listing.append({"file": path.name, "read_as": None, "how": why})
+        elif kind is not None:
             _claim(found, how, kind, path, "by its columns")
-            continue
-        found.listing.append(
-            {"file": path.name, "read_as": None, "how": _nearest(kinds, header, preset)}
-        )
+        else:
+            found.listing.append(
+                {"file": path.name, "read_as": None, "how": _nearest(kinds, header, preset)}
+            )
+    found.listing.sort(key=lambda i: i["file"])
     return found
 
 

@@ -100,7 +100,8 @@ KINDS = [
             ("Id", "Account ID"),
             ("Type", "Account Type", "Industry", "BillingCity", "Billing City", "AccountNumber"),
         ),
-        lacks=("StageName", "Stage", "FirstName", "First Name", "Email", "Company", "Subject"),
+        lacks=("StageName", "Stage", "FirstName", "First Name", "Email", "Company", "Subject")
+        + ("Status", "StartDate"),  # a Campaign has Name, Id, Type too
         ids=("Id", "Account ID"),
     ),
 ]
