@@ -195,7 +195,7 @@ class Directory:
         directory = cls(teams, reps, team_of)
         try:
             tables = _account_tables(source if source is not None else batch.source)
-        except KpiKitError as exc:  # a source gone or unreachable: check reps and teams only
+        except (KpiKitError, OSError) as exc:  # a source gone or unreadable: reps and teams only
             directory.notes.append(f"accounts not checked: {redact(exc)}")
         else:
             directory.add_accounts(*tables)
