@@ -80,7 +80,7 @@ def _refuse_duplicate_columns(df: pd.DataFrame, file: Path, table: str) -> None:
         )
 
 
-def read_workbook(file: Path, table: str, sheet: str | None = None) -> pd.DataFrame:
+def read_workbook(file: Path, table: str | None, sheet: str | None = None) -> pd.DataFrame:
     """One sheet of a workbook as a table: the first row names the columns. One row per sheet
     row below it.
 
@@ -89,7 +89,8 @@ def read_workbook(file: Path, table: str, sheet: str | None = None) -> pd.DataFr
     file
         An ``.xlsx`` / ``.xlsm`` (read with openpyxl) or ``.xls`` file (xlrd).
     table
-        What the sheet is read as, for messages (``"opportunities"``).
+        What the sheet is read as, for messages (``"opportunities"``); None while it is read to
+        tell which export it is.
     sheet
         The sheet's name; None: the first sheet. ``sheet="Deals"`` in a workbook without that
         sheet is a SourceError listing the sheets it has.
@@ -107,10 +108,12 @@ def read_workbook(file: Path, table: str, sheet: str | None = None) -> pd.DataFr
     except SourceError:
         raise
     except Exception as exc:  # a corrupt or mislabelled file fails in many ways, all the same
+        what = f"table '{table}'" if table else "it (to tell which export it is)"
         raise SourceError(
-            f"{file}: cannot read table '{table}': not a readable {file.suffix.lower()} "
+            f"{file}: cannot read {what}: not a readable {file.suffix.lower()} "
             f"workbook ({type(exc).__name__}: {exc}); export it again as XLSX or CSV"
         ) from exc
+    table = table or "an export"
     while rows and all(_empty(v) for v in rows[-1]):
         rows.pop()
     if not rows:
@@ -202,7 +205,7 @@ def read_header(file: Path, sheet: str | None = None) -> list[str]:
     (a workbook has no cheaper way). A file that cannot be read is a SourceError naming it."""
     suffix = file.suffix.lower()
     if suffix in WORKBOOKS:
-        return [str(c) for c in read_workbook(file, "unknown", sheet).columns]
+        return [str(c) for c in read_workbook(file, None, sheet).columns]
     try:
         if suffix == ".parquet":
             import pyarrow.parquet as pq

@@ -141,7 +141,7 @@ def sheet_of(sheet, path: Path) -> str | None:
 
 def _header(found: Recognised, path: Path, sheet) -> list[str]:
     if path.suffix.lower() in WORKBOOKS:
-        frame = read_workbook(path, "unknown until its columns are read", sheet_of(sheet, path))
+        frame = read_workbook(path, None, sheet_of(sheet, path))
         found.frames[path] = frame
         return [str(c) for c in frame.columns]
     return read_header(path)
