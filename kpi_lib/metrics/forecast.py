@@ -415,7 +415,7 @@ def _pipeline_at(org: _Org, month: Period, at: pd.Timestamp, replay: bool) -> pd
     open_ = _as_snapshot(org, open_, at)
     expected = open_["expected_close_at"]
     cycle = _mean_cycle(d, at)
-    estimate = open_["created_at"] + pd.to_timedelta(cycle, unit="D")
+    estimate = (open_["created_at"] + pd.to_timedelta(cycle, unit="D")).astype("datetime64[us]")
     expected = expected.fillna(estimate) if not _is_nan(cycle) else expected
     pipe = open_[((expected >= month.start) & (expected < month.end)).fillna(False)].copy()
     pipe["stage"] = stage_at(pipe, org.history, at) if replay else _stage_now(pipe, org, at)
@@ -541,7 +541,7 @@ def _notes(org: _Org, src: Source) -> dict[str, str]:
     """What each pipeline projection rests on, in a sentence for the outlook's note."""
     has_dates = bool(org.deals["expected_close_at"].notna().any())
     dated = (
-        "expected close dates and amounts are today's (the CRM keeps no history of them"
+        "amounts and expected close dates are today's (the CRM keeps no history of them"
         + (
             ", except the snapshots taken the week before a month started"
             if org.history_dir
@@ -556,11 +556,11 @@ def _notes(org: _Org, src: Source) -> dict[str, str]:
         )
     elif org.deals.loc[org.deals["is_closed"], "expected_close_at"].isna().all():
         dated += (
-            "; closed deals carry no expected close date, so a past month's pipeline dates "
-            "them by the average sales cycle"
+            "; deals closed since carry no expected close date and are dated by the average "
+            "sales cycle"
         )
     return {
-        "weighted_pipeline": f"Open deals expected to close in the month; {dated}.",
+        "weighted_pipeline": f"deals open on the 1st and expected to close in the month; {dated}.",
         "stage_win_rates": (
             f"The same deals at the share of deals that went through each stage and were won "
             f"(last {LOOKBACK_MONTHS} months); {dated}."

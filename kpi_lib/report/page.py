@@ -11,7 +11,7 @@ report wing is split by concern: ``html`` (blocks, escaping, tables, cards), ``t
 tiles and sparklines), ``charts`` (figures, ticks, the "to date" marking), ``styles`` (the CSS),
 ``in_progress`` (a period still in progress: the month-to-date comparison), ``explain`` (the
 sentences about drivers, normal ranges and noise that the digest shares) and the section mixins
-``headline``, ``bridge``, ``trends``, ``tables``, ``notes``.
+``headline``, ``bridge``, ``trends``, ``outlook``, ``risks``, ``tables``, ``notes``.
 
 Example
 -------
@@ -39,6 +39,8 @@ from kpi_lib.report.headline import ROLE_TITLES, HeadlineSections
 from kpi_lib.report.html import Html, bar_html, card, esc, html_table
 from kpi_lib.report.in_progress import PartialPeriod, partial_period
 from kpi_lib.report.notes import NoteSections
+from kpi_lib.report.outlook import OutlookSections
+from kpi_lib.report.risks import RiskSections
 from kpi_lib.report.styles import CSS
 from kpi_lib.report.tables import ACTIVITY_TYPES, TableSections
 from kpi_lib.report.theme import format_value, is_missing
@@ -111,14 +113,29 @@ def open_report(
     return Report(role, ctx, parameters)
 
 
-class Report(HeadlineSections, BridgeSections, TrendSections, TableSections, NoteSections):
+class Report(
+    HeadlineSections,
+    BridgeSections,
+    TrendSections,
+    OutlookSections,
+    RiskSections,
+    TableSections,
+    NoteSections,
+):
     """One report: its context (period, scope, cube, source) and one method per section.
 
     Every section method returns an ``Html`` block; the notebook displays them in order. The
-    sections live in mixins by concern (``headline``, ``bridge``, ``trends``, ``tables``,
-    ``notes``); this
-    class holds the data access they share.
+    sections live in mixins by concern (``headline``, ``bridge``, ``trends``, ``outlook``,
+    ``risks``, ``tables``, ``notes``); this class holds the data access they share.
     """
+
+    def outlook_and_risks(self) -> Html:
+        """The outlook and, beside it, the amount at risk per team (one row on a wide screen,
+        stacked on a phone): the executive's view of what next month rests on."""
+        return self._block(
+            f'<div class="kr-grid-2 kr-outlook-row">{self.outlook().data}'
+            f"{self.deals_at_risk().data}</div>"
+        )
 
     def __init__(self, role: str, ctx, parameters: dict):
         self.role, self.ctx, self.parameters = role, ctx, parameters

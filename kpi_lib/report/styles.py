@@ -68,6 +68,12 @@ CSS = f"""
 .kr-grid-2 {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(min(100%, 340px), 1fr));
   gap: 16px; }}
 .kr-grid-2 > .kr-card {{ margin: 0; }}
+.kr-grid-2.kr-outlook-row {{ grid-template-columns: repeat(auto-fit, minmax(min(100%, 420px), 1fr));
+  margin: 0 0 16px; align-items: start; }}
+.kr-table td .kr-why {{ white-space: normal; min-width: 220px; max-width: 420px; font-size: 13px; }}
+.kr-table td .kr-next {{ color: {COLORS["primary"]}; font-weight: 600; margin-top: 2px; }}
+.kr-owner {{ font-weight: 750; font-size: 14.5px; }}
+.kr-table td .kr-track {{ white-space: normal; font-weight: 400; margin-top: 2px; }}
 .kr-img {{ display: block; max-width: 100%; height: auto; margin: 4px auto 0; }}
 .kr-table-wrap {{ overflow-x: auto; -webkit-overflow-scrolling: touch; max-width: 100%; }}
 .kr-table {{ border-collapse: collapse; width: 100%; font-size: 13.5px;

@@ -1,4 +1,5 @@
-"""Trend sections of a report: revenue against target, CLV vs CAC, retention, funnel, outlook."""
+"""Trend sections of a report: revenue against target, CLV vs CAC, retention, funnel (the outlook
+is ``kpi_lib.report.outlook``)."""
 
 from __future__ import annotations
 
@@ -273,72 +274,6 @@ class TrendSections:
             note += f" {esc(self.period_phrase)}: the period is not over."
         return self._block(
             card("Lead funnel", f'<div class="kr-funnel">{"".join(rows)}</div>', note=note)
-        )
-
-    def outlook(self) -> Html:
-        """Next period: run rate (mean of the last 3 periods), weighted pipeline, target.
-
-        While the period runs, the outlook is for the period itself: its run rate to the end.
-        """
-        nxt = self.period.shift(1)
-        recent = [v for v in self.history("revenue")[-3:] if not is_missing(v)]
-        run_rate = float(np.mean(recent)) if recent else math.nan
-        rate_label = "Run rate (3-period avg)"
-        weighted, pipe = self.value("weighted_pipeline"), self.value("pipeline_amount")
-        target = self._target_for("revenue", nxt)
-        if self.window is not None:
-            nxt, rate_label = self.period, f"Run rate to {self.window.end_label}"
-            run_rate = (
-                self.partial.projection(self.scope, self.scope_id, "revenue")
-                if self.partial is not None
-                else math.nan
-            )
-            target = self.value("revenue", field="target")
-        stats = [
-            stat_html(rate_label, format_value(run_rate, "currency")),
-            stat_html("Weighted pipeline", format_value(weighted, "currency")),
-            stat_html("Open pipeline", format_value(pipe, "currency")),
-            stat_html(f"Target {theme.month_name(nxt.label)}", format_value(target, "currency")),
-        ]
-        sentences = []
-        if not is_missing(target) and target:
-            if not is_missing(run_rate):
-                cover = run_rate / target
-                sentences.append(
-                    f"At the current run rate {esc(theme.month_name(nxt.label))} would close at "
-                    f"<b>{theme.format_percent(cover)}</b> of target."
-                )
-            if not is_missing(pipe):
-                sentences.append(
-                    f"Pipeline coverage is <b>{pipe / target:.1f}x</b> the target "
-                    "(3x is a common rule of thumb)."
-                )
-        elif not is_missing(run_rate):
-            sentences.append(
-                f"At the current run rate, expect about "
-                f"<b>{esc(format_value(run_rate, 'currency'))}</b> next period."
-            )
-        status = "neutral"
-        if not is_missing(target) and target and not is_missing(run_rate):
-            status = theme.attainment_status(run_rate / target)
-        if not self.unpriced_stages.empty:
-            left_out = format_value(self.unpriced_stages["amount"].sum(), "currency")
-            names = ", ".join(self.unpriced_stages["stage"].head(3))
-            sentences.append(
-                f"The weighted pipeline leaves out <b>{esc(left_out)}</b> in stages without a "
-                f"probability ({esc(names)}; see Data quality)."
-            )
-        body = f'<div class="kr-stats">{"".join(stats)}</div>'
-        if sentences:
-            body += f'<p style="margin:8px 0 0">{" ".join(sentences)}</p>'
-        return self._block(
-            card(
-                f"Outlook for {theme.month_name(nxt.label)}",
-                body,
-                note="A simple projection, not a forecast: recent bookings and what "
-                "the open pipeline is weighted to bring.",
-                extra_class=f"kr-outlook kr-{status}",
-            )
         )
 
     def _target_for(self, kpi: str, period: Period) -> float:
