@@ -383,7 +383,7 @@ def _projections(
     for (scope, scope_id), value in _scopes(pipe, weighted, teams).items():
         out[(scope, scope_id, "weighted_pipeline")] = value
     rates = stage_win_rates(org.deals, org.history, made_at, org.closed_visits)
-    if rates is not None:
+    if rates is not None and not (math.isnan(rates.overall) and not rates.by_stage):
         rate = pipe["stage"].map(rates.by_stage).astype("float64").fillna(rates.overall)
         rate = rate.where(pipe["stage"].notna(), 0.0)
         expected = pipe["amount"].fillna(0.0) * rate.fillna(0.0)
