@@ -224,6 +224,14 @@ def test_a_young_org_has_too_little_history_and_the_outlook_says_so():
     assert ahead[("company", "all", "weighted_pipeline")] == pytest.approx(0.0)
 
 
+def test_without_stage_probabilities_the_weighted_pipeline_is_not_made_never_zero():
+    opps, sh = monthly_proposals()
+    f = backtest(source(opps, stage_history=sh), probabilities={})
+    assert set(f.backtest["method"]) == {"run_rate", "stage_win_rates"}
+    assert "no stage has a probability" in f.unavailable["weighted_pipeline"]
+    assert "weighted_pipeline" not in set(f.ahead["method"])
+
+
 # ---- what was known when the projection was made ---------------------------------------------
 
 

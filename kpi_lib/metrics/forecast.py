@@ -166,6 +166,11 @@ def compute_forecast(
             "the source has no stage history (nor snapshots to derive it from): which stages "
             "closed deals went through is not known"
         )
+    if not org.probabilities:
+        unavailable["weighted_pipeline"] = (
+            "no stage has a probability (stage_probabilities in the org's kpis.yaml; "
+            "python -m kpi_lib init writes a starting one)"
+        )
     rows = []
     for month in months:
         made = _projections(org, month, month.start, teams, replay=True)
@@ -181,9 +186,12 @@ def compute_forecast(
     for column in ("projected", "actual", "error"):
         backtest[column] = backtest[column].astype("float64")
     ahead_month = _month_ahead(period, known_until)
+    # today's stages are known without history; which stages closed deals passed is not
     ahead_unavailable = {
-        k: v for k, v in unavailable.items() if k == "stage_win_rates"
-    }  # today's stages are known without history; which stages closed deals passed is not
+        k: v
+        for k, v in unavailable.items()
+        if k == "stage_win_rates" or (k == "weighted_pipeline" and not org.probabilities)
+    }
     made = _projections(org, ahead_month, ahead_month.start, teams, replay=False)
     ahead = pd.DataFrame(
         [
