@@ -68,6 +68,44 @@ def test_the_real_url_goes_to_the_environment_and_comes_back_only_from_its_redac
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "POST https://hooks.slack.com/services/T01/B02/XyZ123 failed",
+            "POST https://hooks.slack.com/*** failed",
+        ),
+        (
+            "https://acme.webhook.office.com/webhookb2/a1@b2/IncomingWebhook/c3/d4 said 429",
+            "https://acme.webhook.office.com/*** said 429",
+        ),
+        (
+            "https://prod-12.westeurope.logic.azure.com:443/workflows/w1/triggers/manual/paths/"
+            "invoke?api-version=2016-06-01&sp=%2Ftriggers&sv=1.0&sig=Q9s3cr3t",
+            "https://prod-12.westeurope.logic.azure.com:443/workflows/w1/triggers/manual/paths/"
+            "invoke?api-version=2016-06-01&sp=%2Ftriggers&sv=1.0&sig=***",
+        ),
+        (
+            "https://hooks.example.com/ is not a webhook shape",
+            "https://hooks.example.com/ is not a webhook shape",
+        ),
+    ],
+)
+def test_redact_masks_slack_and_teams_webhook_urls(text, expected):
+    assert redact(text) == expected
+
+
+def test_a_webhook_url_read_from_the_recipients_file_is_masked_wherever_it_appears(tmp_path):
+    from kpi_lib.publish.recipients import load_recipients
+
+    url = "https://chat.internal.example/hook/Wh-s3cret-91"  # no known shape: registered
+    path = tmp_path / "recipients.yaml"
+    path.write_text(yaml.safe_dump({"recipients": [{"slack": url, "role": "executive"}]}))
+    assert redact(f"cannot post to {url}") == f"cannot post to {url}"  # not known yet
+    load_recipients(path)
+    assert redact(f"cannot post to {url}: 404") == "cannot post to ***: 404"
+
+
+@pytest.mark.parametrize(
     "command", [["kpis", "--period", PERIOD], ["validate"], ["render", "--period", PERIOD]]
 )
 def test_a_url_with_a_password_to_a_closed_port_fails_without_the_password(
