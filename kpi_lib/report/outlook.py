@@ -154,7 +154,7 @@ class OutlookSections:
             )
         table = html_table(
             rows,
-            [f"Projection and its record, last {fc.BACKTEST_MONTHS} months", month_name],
+            ["Projection and its record", month_name],
             numeric=[1],
         )
         lead = self._outlook_lead(best, projected, record, month_name, target)

@@ -139,6 +139,7 @@ CSS = f"""
   .kr-tile-line {{ font-size: 11.5px; }}
   .kr-card {{ padding: 12px; }}
   .kr-bar {{ width: 48px; }}
+  .kr-outlook-row .kr-bar {{ display: none; }}
 }}
 /* Plain nbconvert 'lab' export (no kit template): frame the page, hide prompts. */
 body.jp-Notebook {{ background: {COLORS["page"]}; }}
