@@ -157,7 +157,7 @@ def tile_values(html: str) -> dict[str, str]:
     """``{kpi: shown value}`` of every KPI tile."""
     pattern = re.compile(
         r'<div class="kr-tile [^"]*" data-kpi="([^"]+)">'
-        r'.*?<div class="kr-tile-value[^"]*">([^<]*)</div>',
+        r'.*?<div class="kr-tile-value[^"]*"[^>]*>([^<]*)</div>',
         re.S,
     )
     return dict(pattern.findall(html))
