@@ -13,7 +13,15 @@ from conftest import source, won
 
 from kpi_lib.errors import ParamsError
 from kpi_lib.periods import Period
-from kpi_lib.publish.guards import GuardPolicy, check_batch, judge, last_batch, source_stats
+from kpi_lib.publish.guards import (
+    GuardPolicy,
+    accepted_source,
+    check_batch,
+    judge,
+    last_batch,
+    record_verdict,
+    source_stats,
+)
 
 NOV = Period.parse("2026-11")
 FRESH = {"opportunities": "2026-11-27", "activities": "2026-11-30"}
@@ -110,6 +118,33 @@ def test_a_rerender_of_the_same_period_is_compared_with_the_render_it_replaced(t
     )
     verdict = check_batch(here)
     assert verdict.compared_with == "2026-11" and "leads has 100 rows" in verdict.reason()
+
+
+def test_a_batch_held_back_is_never_the_yardstick_of_the_next(tmp_path):
+    manifest(tmp_path, "2026-09", "t1", "t2", source=stats({"leads": 1000}))
+    october = manifest(tmp_path, "2026-10", "t3", "t4", source=stats({"leads": 500}))
+    verdict = check_batch(october)
+    assert verdict.hold
+    record_verdict(october, verdict)
+    held = json.loads((october / "manifest.json").read_text())
+    assert held["guard"] == {
+        "held": True,
+        "forced": False,
+        "findings": verdict.findings,
+        "compared_with": "2026-09",
+    }
+    # October rendered again from the same export: the render it replaces offers nothing
+    # (held, and no render of October before it), so September stays the yardstick
+    assert accepted_source(held) is None
+    again = manifest(
+        tmp_path, "2026-10", "t5", "t6", source=stats({"leads": 500}), previous_source=None
+    )
+    assert check_batch(again).compared_with == "2026-09" and check_batch(again).hold
+    # sent with --force-send: accepted, and November is compared with it
+    record_verdict(again, check_batch(again), forced=True)
+    assert json.loads((again / "manifest.json").read_text())["guard"]["forced"] is True
+    november = manifest(tmp_path, "2026-11", "t7", "t8", source=stats({"leads": 510}))
+    assert check_batch(november).compared_with == "2026-10" and not check_batch(november).hold
 
 
 def test_a_manifest_without_source_figures_is_not_judged(tmp_path):

@@ -13,7 +13,9 @@ the sending back when:
 - **missing table**: a table the last batch had is gone;
 - **shrunken table**: a table's row count fell by more than ``max_row_drop`` (a share) against
   the last batch, the most recent other render in the reports folder before this one (or the
-  render of this period that this one replaced, whose figures the manifest keeps).
+  render of this period that this one replaced, whose figures the manifest keeps). A batch the
+  guards held back is never the last batch (``record_verdict`` notes it in its manifest): a
+  shrunken export rendered twice is still compared with the batch before it.
 
 ``send --force-send`` (and ``monthly`` / ``mtd`` with it) sends anyway and the ledger records
 that it was forced and why. A manifest without source figures (rendered by an older version, or
@@ -41,6 +43,7 @@ from pathlib import Path
 import pandas as pd
 
 from kpi_lib.errors import ParamsError
+from kpi_lib.paths import write_atomic
 from kpi_lib.periods import Period
 
 NEWEST = {"opportunities": ("created_at", "closed_at"), "activities": ("occurred_at",)}
@@ -191,9 +194,44 @@ def check_batch(period_dir: str | Path, policy: GuardPolicy = GuardPolicy()) -> 
     )
 
 
+def record_verdict(period_dir: str | Path, verdict: Verdict, forced: bool = False) -> None:
+    """Note the verdict in the batch's ``manifest.json`` (``"guard"``): a batch held back is
+    never the last batch a later one is compared with, so rendering it again cannot make a
+    shrunken table its own yardstick. Nothing is written for an unjudged batch, or when the
+    note is already there."""
+    if not verdict.judged:
+        return
+    path = Path(period_dir) / "manifest.json"
+    data = _manifest(path)
+    if data is None:
+        return
+    note = {
+        "held": verdict.hold and not forced,
+        "forced": verdict.hold and forced,
+        "findings": verdict.findings,
+        "compared_with": verdict.compared_with,
+    }
+    if data.get("guard") != note:
+        data["guard"] = note
+        write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def accepted_source(manifest: dict) -> dict | None:
+    """The source figures a manifest offers as a yardstick: its own, unless the guards held it
+    back; then those of the render it replaced (``previous_source``), if any."""
+    if (manifest.get("guard") or {}).get("held"):
+        previous = manifest.get("previous_source")
+        return previous if previous and previous.get("tables") else None
+    source = manifest.get("source")
+    if not source or not source.get("tables"):
+        return None
+    return {**source, "finished_at": manifest.get("finished_at")}
+
+
 def last_batch(period_dir: Path, manifest: dict) -> dict | None:
-    """The source figures of the batch rendered last before this one: another period's
-    manifest, or the render of this period that this one replaced (``previous_source``)."""
+    """The source figures of the batch rendered last before this one and not held back:
+    another period's manifest, or the render of this period that this one replaced
+    (``previous_source``)."""
     started = str(manifest.get("started_at") or "")
     candidates = []
     previous = manifest.get("previous_source")
@@ -203,14 +241,9 @@ def last_batch(period_dir: Path, manifest: dict) -> dict | None:
         if other.parent == Path(period_dir):
             continue
         data = _manifest(other)
-        if data and data.get("source", {}).get("tables"):
-            candidates.append(
-                {
-                    **data["source"],
-                    "period": data.get("period") or other.parent.name,
-                    "finished_at": data.get("finished_at"),
-                }
-            )
+        offered = accepted_source(data) if data else None
+        if offered:
+            candidates.append({**offered, "period": data.get("period") or other.parent.name})
     earlier = [c for c in candidates if str(c.get("finished_at") or "") < started]
     return max(earlier, key=lambda c: str(c.get("finished_at") or ""), default=None)
 

@@ -513,14 +513,15 @@ def _source_stats(src, batch) -> dict | None:
 
 
 def _previous_source(manifest_path: Path) -> dict | None:
-    """The source figures of the render this one replaces, with when it finished."""
+    """The source figures of the render this one replaces, with when it finished (when the
+    guards held that one back: the figures it was compared with; ``guards.accepted_source``)."""
+    from kpi_lib.publish.guards import accepted_source
+
     try:
         old = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(old, dict) or not old.get("source"):
-        return None
-    return {**old["source"], "finished_at": old.get("finished_at")}
+    return accepted_source(old) if isinstance(old, dict) else None
 
 
 def _reuse_unchanged(

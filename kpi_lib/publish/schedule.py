@@ -39,7 +39,7 @@ import pandas as pd
 
 from kpi_lib.metrics.month_to_date import is_partial, month_of, mtd_comparison
 from kpi_lib.periods import Period, last_complete_month
-from kpi_lib.publish.guards import GuardPolicy, Verdict, check_batch
+from kpi_lib.publish.guards import GuardPolicy, Verdict, check_batch, record_verdict
 from kpi_lib.publish.operators import RunRecord, find_operators, watched
 
 DEFAULT_GUARDS = GuardPolicy()
@@ -298,6 +298,7 @@ def run(
             result.verdict = result.sent.verdict
         else:
             result.verdict = check_batch(period_dir, guards) if guards else Verdict(judged=False)
+            record_verdict(period_dir, result.verdict, forced=force_send)
             if result.verdict.hold and not force_send:
                 record.held_back = True
                 for finding in result.verdict.findings:

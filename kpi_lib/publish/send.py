@@ -58,7 +58,7 @@ from kpi_lib.publish.digest import (
     locate_reports,
     parse_scopes_header,
 )
-from kpi_lib.publish.guards import GuardPolicy, Verdict, check_batch
+from kpi_lib.publish.guards import GuardPolicy, Verdict, check_batch, record_verdict
 from kpi_lib.publish.ledger import Ledger, now_iso
 from kpi_lib.publish.recipients import load_recipients
 from kpi_lib.publish.retry import RetryPolicy
@@ -391,6 +391,7 @@ def send_batch(
 
     result.verdict = check_batch(period_dir, guards) if guards else Verdict(judged=False)
     result.forced = result.verdict.hold and force_send
+    record_verdict(period_dir, result.verdict, forced=force_send)
     hold = f"held back: {result.verdict.reason()}" if result.held_back else None
     forced = result.verdict.reason() if result.forced else None
     for finding in result.verdict.findings:
