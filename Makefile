@@ -62,7 +62,7 @@ reports: $(INSTALLED) $(if $(filter $(DEMO),$(SOURCE)),$(DEMO))
 mtd: $(INSTALLED) $(if $(filter $(DEMO),$(SOURCE)),$(DEMO))
 	$(PY) -m kpi_lib mtd --source $(SOURCE) $(SOURCE_OPTIONS) --out $(OUT) $(if $(JOBS),--jobs $(JOBS))
 
-## Email the digests of PERIOD (via KPI_SMTP_HOST; without it, .eml files in the outbox)
+## Email the digests of PERIOD and post its Slack/Teams channels (SMTP via KPI_SMTP_HOST, else .eml files)
 .PHONY: send
 send: $(INSTALLED)
 	$(PY) -m kpi_lib send --period $(PERIOD) --out $(OUT)
