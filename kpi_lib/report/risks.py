@@ -309,7 +309,9 @@ class RiskSections:
     def _risk_list(self, mine: pd.DataFrame) -> Html:
         names = deal_names(self.ctx.batch)
         by_owner = self.scope == "team"
-        reps = self._reps().drop_duplicates("rep_id").set_index("rep_id")["rep_name"]
+        everyone = getattr(self.ctx.batch, "reps", None)  # reps who left still own deals
+        everyone = self._reps() if everyone is None else everyone.astype({"rep_id": str})
+        reps = everyone.drop_duplicates("rep_id").set_index("rep_id")["rep_name"]
         head = self._expected_share(mine) if by_owner else ""
         if mine.empty:
             body = head + "<p>No open deal is at risk on the rules below.</p>"
