@@ -26,7 +26,7 @@ from kpi_lib.cli import main
 
 PERIOD, AS_OF = "2026-11", "2026-12-05"
 ORGS = int(os.environ.get("KPI_PROPERTY_ORGS", "20"))
-TRIED = {"orgs": 0, "rendered": 0, "refused": 0, "reports": 0}
+TRIED = {"orgs": 0, "rendered": 0, "refused": 0, "reports": 0, "held": 0}
 
 # Text as CRMs hold it: any printable character, letters of every script, no line breaks.
 TEXT = st.text(
@@ -227,13 +227,37 @@ def test_every_org_within_the_contract_renders_and_sends_or_is_refused_with_a_re
     people = recipients_for(tables, work / "recipients.yaml")
     sent = main(["send", "--period", PERIOD, "--out", str(out), "--recipients", str(people)])
     err = capsys.readouterr().err
+    if sent == 1 and "HELD BACK" in err:  # the guards: only a source with nothing recent
+        assert not recent_rows(tables), err[-2000:]
+        assert not (out / PERIOD / "outbox" / "ceo@example.com.eml").exists()
+        TRIED["held"] += 1
+        return
     assert sent == 0, err[-2000:]
     assert (out / PERIOD / "outbox" / "ceo@example.com.eml").is_file()
+
+
+def recent_rows(tables) -> bool:
+    """Whether the org has a deal created or closed, or an activity, since November began and
+    up to the report date: what the stale-source guard looks for (kpi_lib.publish.guards)."""
+    start, end = pd.Timestamp(PERIOD + "-01"), pd.Timestamp(AS_OF) + pd.Timedelta(days=1)
+    for table, columns in (
+        ("opportunities", ("created_at", "closed_at")),
+        ("activities", ("occurred_at",)),
+    ):
+        frame = tables.get(table)
+        if frame is None:
+            continue
+        frame = pd.DataFrame(frame)
+        dates = [pd.to_datetime(frame[c], errors="coerce") for c in columns if c in frame]
+        newest = max((d[d < end].max() for d in dates), default=pd.NaT)
+        if pd.isna(newest) or newest < start:
+            return False
+    return True
 
 
 def teardown_module(module):
     print(
         f"\nproperty test: {TRIED['orgs']} generated orgs tried, {TRIED['rendered']} rendered "
-        f"({TRIED['reports']} reports) and their digests sent, {TRIED['refused']} refused with "
-        "exit code 2"
+        f"({TRIED['reports']} reports) and their digests sent or held back by the guards "
+        f"({TRIED['held']}), {TRIED['refused']} refused with exit code 2"
     )

@@ -40,6 +40,8 @@ SIGNIFICANCE = 0.05
 """A rate's change is significant when the z-test's p-value is below this."""
 TESTED_RATES = ("win_rate", "lead_conversion_rate", "retention_rate", "churn_rate")
 """The rates whose change is tested for noise: each a count of successes over a count of cases."""
+STEADY_DIGITS = 12
+"""Significant digits a value keeps before a range is computed or judged (``steady``)."""
 Z_95 = 1.959963984540054
 """The standard normal's 97.5% quantile (a two-sided 95% interval)."""
 
@@ -58,7 +60,7 @@ def normal_range(history) -> tuple[float, float]:
 def normal_ranges(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``normal_range`` of every row of ``windows`` (one row per KPI x scope x month, one column
     per earlier month, NaN where no value): two arrays of the rows' lows and highs."""
-    windows = np.asarray(windows, dtype="float64")
+    windows = steady(np.asarray(windows, dtype="float64"))
     low = np.full(windows.shape[0], np.nan)
     high = np.full(windows.shape[0], np.nan)
     enough = np.count_nonzero(~np.isnan(windows), axis=1) >= BAND_MIN_MONTHS
@@ -71,6 +73,22 @@ def normal_ranges(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
+def steady(values: np.ndarray, digits: int = STEADY_DIGITS) -> np.ndarray:
+    """``values`` rounded to ``digits`` significant digits (NaN, 0 and infinities as they are).
+
+    The database sums floats in parallel, in no fixed order: twelve months of a rate that is
+    the same on paper can differ in their last bits, which would give a range a width of
+    1e-17 instead of 0 and make a value "unusual" by noise. Rounded first, equal is equal.
+
+    Example: ``steady(np.array([0.1 + 0.2]))`` is ``array([0.3])``.
+    """
+    values = np.asarray(values, dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        scale = 10.0 ** (digits - 1 - np.floor(np.log10(np.abs(values))))
+        rounded = np.round(values * scale) / scale
+    return np.where(np.isfinite(rounded), rounded, values)
+
+
 def _row_medians(rows: np.ndarray) -> np.ndarray:
     """The median of each row's values, NaN left out (``np.nanmedian`` by sorting once)."""
     ordered = np.sort(rows, axis=1)  # NaN sorts last
@@ -81,7 +99,7 @@ def _row_medians(rows: np.ndarray) -> np.ndarray:
 
 def is_unusual(value, low, high) -> np.ndarray:
     """Whether ``value`` lies outside ``[low, high]``; False without a value or a range."""
-    value, low, high = (np.asarray(a, dtype="float64") for a in (value, low, high))
+    value, low, high = (steady(np.asarray(a, dtype="float64")) for a in (value, low, high))
     with np.errstate(invalid="ignore"):
         return (value < low) | (value > high)
 
