@@ -78,6 +78,24 @@ def test_the_audit_finds_whole_foreign_names_only(text, scope, scope_id, expecte
     assert leaks(text, scope, scope_id) == expected
 
 
+def test_an_id_without_a_letter_is_checked_only_when_it_is_a_long_number():
+    """A team whose id is "0/0" is not found in a leaderboard's "(0/0)" (no deal closed); a
+    rep whose id is a HubSpot owner number is found where it should not be."""
+    d = Directory(
+        teams={"0/0": "Zero Zero", "east": "East Coast"},
+        reps={"81234567": "Bea Ruiz", "r1": "Ann Smith"},
+        team_of={"81234567": "0/0", "r1": "east"},
+    )
+    auditor = Auditor(d)
+
+    def found(text: str) -> list[tuple[str, str]]:
+        hits = auditor.scan_text(text, [("team", "east")], path="t", audience="a")
+        return [(f.kind, f.entity_id) for f in hits]
+
+    assert found("Ann Smith: win rate n/a (0/0), 2026-10") == []
+    assert found("deal owned by 81234567") == [("rep", "81234567")]
+
+
 def test_ana_lee_of_another_team_is_indistinguishable_and_not_flagged():
     # r5 (west) is also called Ana Lee: the name cannot tell them apart, so it is not checked.
     assert leaks("Ana Lee", "rep", "r2") == []

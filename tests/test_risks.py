@@ -183,6 +183,24 @@ def test_a_stage_with_fewer_than_five_won_deals_sets_no_limit():
     assert rk.stage_limits(pd.DataFrame({"stage": ["A"] * 4, "days": [1.0] * 4}), 0.9) == {}
 
 
+def test_no_deal_won_in_the_last_year_sets_no_stage_limit_and_breaks_nothing():
+    """Stage history, but no deal won in the last 12 months (the one won deal closed in 2025):
+    pandas 3 could not map through the empty table of won deals' closing dates, and the whole
+    render stopped."""
+    opps = [
+        opp("open", created_at="2026-10-01"),
+        won("won", "2025-06-10", 10.0, created_at="2025-05-01"),
+    ]
+    activities = [activity(1, "open", "2026-11-20")]
+    src = source(
+        opps,
+        stage_history=history(("open", "Engaging", "2026-10-01")),
+        activities=activities,
+    )
+    r = at_risk(src)
+    assert "open" not in set(r["opportunity_id"])  # no limit for Engaging: not stuck
+
+
 def test_without_stage_history_time_in_stage_is_not_checked():
     risks = at_risk(source([opp("o1", created_at="2026-01-01")]))
     assert "no stage history" in risks.attrs["unavailable"]["stuck_in_stage"]

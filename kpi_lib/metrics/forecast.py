@@ -528,7 +528,7 @@ def _as_snapshot(org: _Org, open_: pd.DataFrame, at: pd.Timestamp) -> pd.DataFra
     seen = ids.isin(snap.index)
     open_ = open_.copy()
     open_.loc[seen, "amount"] = ids[seen].map(snap["amount"]).astype("float64").to_numpy()
-    if snapshots.EXPECTED_CLOSE in snap:
+    if snapshots.EXPECTED_CLOSE in snap and seen.any():  # (an empty map of dates fails)
         dates = ids[seen].map(snap[snapshots.EXPECTED_CLOSE]).astype("datetime64[us]")
         open_.loc[seen, "expected_close_at"] = dates.to_numpy()
     return open_

@@ -129,7 +129,7 @@ def deals_at_risk(
         unavailable["no_recent_activity"] = why
         d["days_quiet"] = math.nan
     else:
-        touched = d["opportunity_id"].map(last)
+        touched = _lookup(d["opportunity_id"], last)
         since = pd.concat([touched, _naive(d["created_at"])], axis=1).max(axis=1)
         d["days_quiet"] = (day - since.dt.normalize()).dt.days.astype("float64")
         flags["no_recent_activity"] = (d["days_quiet"] >= thresholds["quiet_days"]).fillna(False)
@@ -238,6 +238,12 @@ def _history(src: Source, at: pd.Timestamp) -> pd.DataFrame | None:
     return out.sort_values(["opportunity_id", "entered_at"], kind="stable") if len(out) else None
 
 
+def _lookup(keys: pd.Series, values: pd.Series) -> pd.Series:
+    """``values`` at ``keys`` (NaN or NaT where a key is missing), in ``values``' dtype: what
+    ``keys.map(values)`` does, but pandas 3 cannot map through an empty datetime series."""
+    return pd.Series(values.reindex(keys.to_numpy()).to_numpy(), index=keys.index)
+
+
 def _stage_stays(
     src: Source, sh: pd.DataFrame | None, at: pd.Timestamp
 ) -> tuple[pd.DataFrame | None, str]:
@@ -252,7 +258,7 @@ def _stage_stays(
     ids = pd.Series(closed_at[won].to_numpy(), index=opps.loc[won, "opportunity_id"].astype(str))
     v = sh[sh["opportunity_id"].isin(ids.index)].copy()
     v["exit_at"] = v.groupby("opportunity_id")["entered_at"].shift(-1)
-    v["exit_at"] = v["exit_at"].fillna(v["opportunity_id"].map(ids))
+    v["exit_at"] = v["exit_at"].fillna(_lookup(v["opportunity_id"], ids))
     v["days"] = (v["exit_at"] - v["entered_at"]).dt.total_seconds() / 86400
     v = v[v["days"] > 0]
     return v.groupby(["opportunity_id", "stage"], as_index=False)["days"].sum(), ""
@@ -271,7 +277,7 @@ def _entered_current_stage(sh: pd.DataFrame, d: pd.DataFrame) -> pd.Series:
     start = current.groupby("opportunity_id").agg(
         stage=("stage", "first"), at=("entered_at", "min")
     )
-    entered = d["opportunity_id"].map(start["at"])
+    entered = _lookup(d["opportunity_id"], start["at"])
     same = d["opportunity_id"].map(start["stage"]) == d["stage"]
     return entered.where(same.fillna(False)).astype("datetime64[us]")
 

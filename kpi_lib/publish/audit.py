@@ -24,7 +24,9 @@ The rule that keeps false positives out (docs/security.md):
 4. Names and ids that cannot be told apart from ordinary words are not checked: a single word of
    fewer than 4 characters, a single word of the reports' own vocabulary (``COMMON_WORDS``),
    and a foreign name equal to one of the scope's own (two reps called ``Alex Kim``).
-5. Names without a letter or digit are not checked. Text inside chart images is not checked.
+5. Names without a letter or digit are not checked, nor those without a letter and with fewer
+   than ``MIN_DIGITS`` digits (a team ``0/0`` is the leaderboard's "(0/0)" of an empty rate);
+   a long number (a HubSpot owner id) is. Text inside chart images is not checked.
 
 Example
 -------
@@ -62,6 +64,8 @@ __all__ = [
 ]
 
 MIN_WORD = 4
+MIN_DIGITS = 6
+"""A name or id without a letter is checked only with at least this many digits."""
 COMMON_WORDS = frozenset(
     """
 all company team teams rep reps sales total other others none unknown unassigned manager
@@ -309,6 +313,8 @@ def _checkable(text: str) -> bool:
     words = _WORD.findall(text)
     if not words:
         return False
+    if not any(c.isalpha() for c in text) and sum(c.isdigit() for c in text) < MIN_DIGITS:
+        return False  # "0/0", "12", "2026-10" read as numbers: a ratio or a date, not an id
     if len(words) == 1 and words[0] == text:
         return len(text) >= MIN_WORD and text.lower() not in COMMON_WORDS
     return True
