@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from _postgres import throwaway_postgres
-from conftest import AS_OF
+from conftest import AS_OF, RANGE_COLUMNS
 from test_duckdb_source import to_duckdb
 from test_warehouse import assert_same_cube
 
@@ -22,7 +22,6 @@ from kpi_lib.periods import Period
 pytestmark = pytest.mark.slow
 
 OCT = Period.parse("2026-10")
-RANGE_COLUMNS = ["band_low", "band_high", "unusual", "change_significant"]
 
 
 @pytest.fixture(scope="module")

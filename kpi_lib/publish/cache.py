@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kpi_lib.metrics.ranges import steady
+
 PACKAGE = Path(__file__).resolve().parent
 KEY_VERSION = "1"
 _CODE_SUFFIXES = {".py", ".j2", ".css", ".json", ".yaml", ".yml", ".tpl"}
@@ -108,24 +110,13 @@ def _frame_digest(df: pd.DataFrame) -> str:
     return _sha(",".join(map(str, df.columns)), rows.tobytes())
 
 
-def _significant(values: np.ndarray, digits: int = 10) -> np.ndarray:
-    """Floats rounded to ``digits`` significant digits (NaN and 0 as they are).
-
-    The database sums floats in parallel, in no fixed order: the same data can give a CLV that
-    differs in its last bits from one run to the next, which must not re-render a report.
-    """
-    values = np.asarray(values, dtype="float64")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scale = 10.0 ** (digits - 1 - np.floor(np.log10(np.abs(values))))
-        rounded = np.round(values * scale) / scale
-    return np.where(np.isfinite(rounded), rounded, values)
-
-
 def _cube_slices(cube: pd.DataFrame) -> dict[tuple[str, str], str]:
     """One digest per (scope, scope_id) of the cube: its rows, all periods, all KPIs."""
     cube = cube.reset_index(drop=True).copy()
     for column in cube.select_dtypes("float").columns:
-        cube[column] = _significant(cube[column].to_numpy())
+        # the database sums floats in parallel, in no fixed order: the same data can give a
+        # CLV that differs in its last bits from one run to the next, which must not re-render
+        cube[column] = steady(cube[column].to_numpy(), digits=10)
     rows = pd.util.hash_pandas_object(cube, index=False).to_numpy()
     keys = cube["scope"].astype(str).to_numpy(), cube["scope_id"].astype(str).to_numpy()
     frame = pd.DataFrame({"scope": keys[0], "scope_id": keys[1], "h": rows})
