@@ -123,3 +123,13 @@ def _create_database(port: int, password: str | None) -> None:
             if time.time() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def load_tables(url: str, tables: dict) -> None:
+    """Copy ``{name: DataFrame}`` into the database at ``url`` (tables replaced)."""
+    import ibis
+
+    con = ibis.connect(url)
+    for name, df in tables.items():
+        con.create_table(name, df, overwrite=True)
+    con.disconnect()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from _postgres import throwaway_postgres
+from _postgres import load_tables, throwaway_postgres
 from conftest import AS_OF, RANGE_COLUMNS
 from test_duckdb_source import to_duckdb
 from test_warehouse import assert_same_cube
@@ -27,13 +27,8 @@ OCT = Period.parse("2026-10")
 @pytest.fixture(scope="module")
 def postgres(demo_tables):
     """A PostgreSQL 15 server holding ``demo_tables``: the URL of its database ``crm``."""
-    import ibis
-
     with throwaway_postgres() as url:
-        con = ibis.connect(url)
-        for name, df in demo_tables.items():
-            con.create_table(name, df, overwrite=True)
-        con.disconnect()
+        load_tables(url, demo_tables)
         yield url
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from _postgres import throwaway_postgres
+from _postgres import load_tables, throwaway_postgres
 from test_duckdb_source import to_duckdb
 
 import kpi_lib
@@ -29,13 +29,8 @@ AS_OF = "2026-11-28"
 
 @pytest.fixture(scope="module")
 def postgres(demo_tables):
-    import ibis
-
     with throwaway_postgres() as url:
-        con = ibis.connect(url)
-        for name, df in demo_tables.items():
-            con.create_table(name, df, overwrite=True)
-        con.disconnect()
+        load_tables(url, demo_tables)
         yield url
 
 

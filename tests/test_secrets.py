@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _postgres import free_port, throwaway_postgres
+from _postgres import free_port, load_tables, throwaway_postgres
 
 from kpi_lib.cli import main
 from kpi_lib.redact import hide_source, redact, reveal
@@ -143,10 +143,7 @@ def test_no_output_of_a_render_and_send_holds_either_password(postgres, tmp_path
     from kpi_lib.data.demo import generate_demo_tables
 
     tables = generate_demo_tables(end=PERIOD, seed=7, scale=0.2)
-    con = ibis.connect(postgres)
-    for name, df in tables.items():
-        con.create_table(name, df, overwrite=True)
-    con.disconnect()
+    load_tables(postgres, tables)
     with pytest.raises(Exception, match="password authentication failed"):
         ibis.connect(postgres.replace(DB_PASSWORD, "wrong-password")).list_tables()
 

@@ -11,7 +11,7 @@ import os
 
 import pandas as pd
 import pytest
-from _postgres import throwaway_postgres
+from _postgres import load_tables, throwaway_postgres
 from conftest import AS_OF
 from conftest import DEMO_PERIODS as PERIODS
 
@@ -47,18 +47,9 @@ def postgres():
         yield url
 
 
-def _load_into_postgres(url: str, tables: dict[str, pd.DataFrame]) -> None:
-    import ibis
-
-    con = ibis.connect(url)
-    for name, df in tables.items():
-        con.create_table(name, df, overwrite=True)
-    con.disconnect()
-
-
 @pytest.mark.slow
 def test_postgresql_source_gives_the_duckdb_cube(postgres, demo_tables, duckdb_cube):
-    _load_into_postgres(postgres, demo_tables)
+    load_tables(postgres, demo_tables)
     src = kpi_lib.load_source(postgres)
     assert src.is_remote
     assert set(src.frames) == {"teams", "reps"}  # only the small tables were fetched
