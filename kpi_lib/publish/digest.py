@@ -616,26 +616,16 @@ def _tiles_html(tiles: list[Tile]) -> str:
     )
 
 
-def _sentences_html(sentences: list[str]) -> str:
-    if not sentences:
+def _list_html(css_class: str, title: str, items: list[str]) -> str:
+    """A titled bullet list under a scope's tiles ("What moved", "Deals at risk"); nothing
+    when ``items`` is empty."""
+    if not items:
         return ""
-    items = "".join(f'<li style="margin:0 0 6px;">{e(x)}</li>' for x in sentences)
+    rows = "".join(f'<li style="margin:0 0 6px;">{e(x)}</li>' for x in items)
     return (
-        f'<div class="moves" style="font-family:{FONT};font-size:13px;line-height:19px;'
-        f'color:{COLORS["ink"]};padding:8px 4px 0;"><b>What moved</b>'
-        f'<ul style="margin:4px 0 0;padding-left:18px;">{items}</ul></div>'
-    )
-
-
-def _risks_html(lines: list[str]) -> str:
-    """The scope's top deals at risk under its tiles (nothing when none is at risk)."""
-    if not lines:
-        return ""
-    items = "".join(f'<li style="margin:0 0 6px;">{e(x)}</li>' for x in lines)
-    return (
-        f'<div class="risks" style="font-family:{FONT};font-size:13px;line-height:19px;'
-        f'color:{COLORS["ink"]};padding:8px 4px 0;"><b>Deals at risk</b>'
-        f'<ul style="margin:4px 0 0;padding-left:18px;">{items}</ul></div>'
+        f'<div class="{css_class}" style="font-family:{FONT};font-size:13px;line-height:19px;'
+        f'color:{COLORS["ink"]};padding:8px 4px 0;"><b>{e(title)}</b>'
+        f'<ul style="margin:4px 0 0;padding-left:18px;">{rows}</ul></div>'
     )
 
 
@@ -694,8 +684,8 @@ def digest_html(
                 f'<div style="font-family:{FONT};font-size:17px;line-height:22px;font-weight:bold;'
                 f'color:{COLORS["ink"]};padding:0 4px 6px;">{e(s.report.name)}</div>'
                 + _tiles_html(s.tiles)
-                + _sentences_html(s.sentences)
-                + _risks_html(s.risks),
+                + _list_html("moves", "What moved", s.sentences)
+                + _list_html("risks", "Deals at risk", s.risks),
                 "10px 12px",
             )
         )
