@@ -54,13 +54,12 @@ from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
 
-import yaml
-
 from kpi_lib.errors import KpiKitError, ParamsError
 from kpi_lib.metrics.batch import Batch
 from kpi_lib.metrics.compare import attainment
 from kpi_lib.metrics.month_to_date import is_partial
 from kpi_lib.metrics.registry import REGISTRY, get_kpi
+from kpi_lib.paths import read_yaml
 from kpi_lib.periods import Period
 from kpi_lib.publish.audit import Auditor, Directory
 from kpi_lib.publish.channels import Post, deliver_post, payload_for, post_json, report_link
@@ -100,13 +99,8 @@ def load_alerts(path: str | Path) -> list[Rule]:
     ``when``, KPI or scope, a duplicate name, a ``share`` that is not a number above 0.
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ParamsError(f"{path}: alerts file not found") from exc
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML ({exc})") from exc
-    if not isinstance(raw, dict) or not isinstance(raw.get("rules"), list):
+    raw = read_yaml(path, "alerts file")
+    if not isinstance(raw.get("rules"), list):
         raise ParamsError(f"{path}: expected a mapping with a 'rules:' list")
     unknown = sorted(set(raw) - {"rules"})
     if unknown:
