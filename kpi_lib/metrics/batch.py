@@ -29,6 +29,9 @@ from kpi_lib.paths import PROJECT_ROOT, project_path, resolve_source
 from kpi_lib.periods import Period, parse_as_of
 from kpi_lib.redact import hide_source, redact
 
+OPTIONAL_TABLES = ("open_deals", "drivers", "forecast", "projections", "risks")
+"""The frames a batch saves beside its cube when it has them (a batch saved by an older version
+may lack some): one ``<name>.parquet`` each."""
 HISTORY = {"month": 13, "quarter": 8, "year": 4}
 """How many periods ending at P a batch's cube covers, by grain."""
 
@@ -170,7 +173,7 @@ class Batch:
         if self.spec is not None:  # the reports and later commands read the source through it
             self.source = str(_write_source_file(self.spec, folder / "source.yaml"))
         tables = [("cube", self.cube), ("teams", self.teams), ("reps", self.reps)]
-        for name in ("open_deals", "drivers", "forecast", "projections", "risks"):
+        for name in OPTIONAL_TABLES:
             if getattr(self, name) is not None:
                 tables.append((name, getattr(self, name)))
         for name, df in tables:
@@ -232,18 +235,15 @@ class Batch:
             recipients=meta.get("recipients"),
             data_start=meta.get("data_start"),
             currency=meta.get("currency"),
-            open_deals=_read_if_there(folder / "open_deals.parquet"),
-            drivers=_read_if_there(folder / "drivers.parquet"),
-            forecast=_read_if_there(folder / "forecast.parquet"),
-            projections=_read_if_there(folder / "projections.parquet"),
             forecast_notes=meta.get("forecast_notes") or {},
-            risks=_read_if_there(folder / "risks.parquet"),
             risk_unavailable=meta.get("risk_unavailable") or {},
+            **{
+                name: pd.read_parquet(folder / f"{name}.parquet")
+                if (folder / f"{name}.parquet").exists()
+                else None
+                for name in OPTIONAL_TABLES
+            },
         )
-
-
-def _read_if_there(path: Path) -> pd.DataFrame | None:
-    return pd.read_parquet(path) if path.exists() else None
 
 
 def _write_source_file(spec: SourceSpec, path: Path) -> Path:

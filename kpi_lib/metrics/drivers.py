@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 
 from kpi_lib.metrics.compare import is_missing
@@ -211,10 +210,3 @@ def _members(
 def drivers_periods(period: Period) -> list[Period]:
     """The periods a cube needs for ``compute_drivers`` of ``period``: P-1y, P-1 and P."""
     return sorted({period.year_ago, period.previous, period})
-
-
-def largest(effects: dict[str, float]) -> str | None:
-    """The driver with the largest effect in size (None for no effects)."""
-    if not effects:
-        return None
-    return max(effects, key=lambda d: abs(effects[d]) if not np.isnan(effects[d]) else -1)
