@@ -32,12 +32,7 @@ class BridgeSections:
             return Html("")
         ex = self.explain
         steps = []
-        for compared_with, other in (
-            ("previous", self.period.previous),
-            ("year_ago", self.period.year_ago),
-        ):
-            if compared_with == "year_ago" and other == self.period.previous:
-                continue
+        for compared_with, other in ex.comparisons():
             effects = ex.effects(self.scope, self.scope_id, "revenue", compared_with)
             if effects.empty or not self.has_data(other.label):
                 continue

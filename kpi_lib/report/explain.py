@@ -70,7 +70,13 @@ class Noise:
     """A rate's change judged against noise: ``significant`` (None: not tested) and why."""
 
     significant: bool | None
-    text: str = ""
+    sizes: str = ""
+    """The cases behind the two rates: ``"n = 244 vs 208"``."""
+
+    @property
+    def text(self) -> str:
+        """``"within noise (n = 244 vs 208)"`` for a change that is noise, else ""."""
+        return f"within noise ({self.sizes})" if self.significant is False else ""
 
 
 class Explainer:
@@ -152,16 +158,17 @@ class Explainer:
         accounts for -$954K."``
         """
         out = []
-        for compared_with, other in (
-            ("previous", self.period.previous),
-            ("year_ago", self.period.year_ago),
-        ):
-            if other == self.period.previous and compared_with == "year_ago":
-                continue  # a year's previous period is its year ago
+        for compared_with, other in self.comparisons():
             sentence = self._revenue_sentence(scope, scope_id, compared_with, other)
             if sentence:
                 out.append(sentence)
         return out
+
+    def comparisons(self) -> list[tuple[str, Period]]:
+        """``[("previous", P-1), ("year_ago", P-1y)]``, the names ``drivers.csv`` gives them;
+        for a year only the first (its previous period is its year ago)."""
+        out = [("previous", self.period.previous), ("year_ago", self.period.year_ago)]
+        return out[:1] if self.period.year_ago == self.period.previous else out
 
     def _revenue_sentence(self, scope, scope_id, compared_with: str, other: Period) -> str:
         if not self.has_data(other.label):
@@ -234,8 +241,7 @@ class Explainer:
         effects = self.effects(scope, scope_id, "sales_velocity", "previous")
         if effects.empty or not self.has_data(self.period.previous.label):
             return ""
-        split = effects.dropna(subset=["effect"])
-        split = split[split["driver"] != ""]
+        split = _split(effects)
         if split.empty:
             return str(effects["note"].iloc[0])
         top = split.loc[split["effect"].abs().idxmax()]
@@ -248,9 +254,7 @@ class Explainer:
         """Sales velocity's change on P-1 and its two largest factors, or ""."""
         v1 = self.get("sales_velocity", scope, scope_id)
         v0 = self.get("sales_velocity", scope, scope_id, self.period.previous.label)
-        effects = self.effects(scope, scope_id, "sales_velocity", "previous")
-        split = effects.dropna(subset=["effect"])
-        split = split[split["driver"] != ""]
+        split = _split(self.effects(scope, scope_id, "sales_velocity", "previous"))
         if is_missing(v1) or is_missing(v0) or split.empty or v0 == 0:
             return ""
         ranked = split.reindex(split["effect"].abs().sort_values(ascending=False).index)
@@ -282,7 +286,7 @@ class Explainer:
             return Noise(None)
         if p < ranges.SIGNIFICANCE:
             return Noise(True)
-        return Noise(False, f"within noise (n = {n1:,.0f} vs {n0:,.0f})")
+        return Noise(False, f"n = {n1:,.0f} vs {n0:,.0f}")
 
     def interval(self, kpi: str, scope: str, scope_id: str) -> str:
         """A tested rate's 95% Wilson interval as text (``"95% CI 18.9-30.1%"``), or ""."""
@@ -416,9 +420,15 @@ class Explainer:
         when = theme.short_period(other)
         noise = self.noise(kpi, scope, scope_id, other)
         if noise.significant is False:
-            return f"no significant change on {when} ({noise.text.split('(', 1)[1]}"
+            return f"no significant change on {when} ({noise.sizes})"
         word = "up" if delta > 0 else "down" if delta < 0 else "level"
         return f"{word} {format_change(abs(delta), get_kpi(kpi).unit).lstrip('+')} on {when}"
+
+
+def _split(effects: pd.DataFrame) -> pd.DataFrame:
+    """The factor rows of a velocity split (none when there is no split, only its note)."""
+    split = effects.dropna(subset=["effect"])
+    return split[split["driver"] != ""]
 
 
 def maturity(kpi: str, period: Period, as_of: str | None, cycle: float) -> str:

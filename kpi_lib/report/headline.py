@@ -297,79 +297,66 @@ class HeadlineSections:
         tiles = [self._tile(k, hero=i == 0) for i, k in enumerate(kpis)]
         return self._block(f'<div class="kr-tiles">{"".join(tiles)}</div>')
 
+    def _tile_compare(self, kpi: str, value: float, period: str | None) -> tuple | None:
+        """A tile's reference line: a team's share of the company (or the company's figure),
+        a rep's team median, in ``period`` (None: the report's)."""
+        meta = get_kpi(kpi)
+        if self.scope == "team":
+            company = self.value(kpi, period, "company", "all")
+            if meta.additive and not is_missing(company) and company:
+                return ("Share of company", theme.format_percent(value / company))
+            if not is_missing(company):
+                return ("Company", format_value(company, meta.unit))
+        elif self.scope == "rep":
+            median = self.team_median(kpi, period)
+            if not is_missing(median):
+                return ("Team median", format_value(median, meta.unit))
+        return None
+
     def _tile(self, kpi: str, hero: bool = False) -> str:
         meta = get_kpi(kpi)
-        value = self.value(kpi)
-        compare = None
-        if self.scope == "team":
-            company = self.value(kpi, scope="company", scope_id="all")
-            if meta.additive and not is_missing(company) and company:
-                compare = ("Share of company", theme.format_percent(value / company))
-            elif not is_missing(company):
-                compare = ("Company", format_value(company, meta.unit))
-        elif self.scope == "rep":
-            median = self.team_median(kpi)
-            if not is_missing(median):
-                compare = ("Team median", format_value(median, meta.unit))
+        ex = self.explain
+        value, target = self.value(kpi), self.value(kpi, field="target")
+        history, history_targets = self.history(kpi), self.history(kpi, field="target")
+        maturing = self.maturing(kpi)
+        cohort = ex.mature_cohort(kpi, self.scope, self.scope_id) if maturing else None
+        shown = None if cohort is None else cohort.period  # None: this period
+        at = self.period if cohort is None else Period.parse(cohort.period)
         detail = ""
         if meta.unit == "ratio":
             num, den = self.value(kpi, field="numerator"), self.value(kpi, field="denominator")
             if not is_missing(den):
                 detail = f"n = {den:,.0f}" if is_missing(num) else f"{num:,.0f} of {den:,.0f}"
-        ex = self.explain
         if kpi == "sales_velocity" and self.window is None:
             detail = ex.velocity_lead(self.scope, self.scope_id)
-        comparison = dict(
-            previous=self.value(kpi, self.period.previous.label),
-            year_ago=self.value(kpi, self.period.year_ago.label),
-            previous_label=self.previous_label,
-            year_ago_label=self.year_ago_label,
-            no_data_before=(
-                not self.has_data(self.period.previous.label),
-                not self.has_data(self.period.year_ago.label),
-            ),
+        judged = dict(
             noise=tuple(
                 ex.noise(kpi, self.scope, self.scope_id, other.label).text
                 for other in (self.period.previous, self.period.year_ago)
             ),
             interval=ex.interval(kpi, self.scope, self.scope_id),
         )
-        maturing = self.maturing(kpi)
-        cohort = ex.mature_cohort(kpi, self.scope, self.scope_id) if maturing else None
-        history, history_targets = self.history(kpi), self.history(kpi, field="target")
-        target = self.value(kpi, field="target")
         if cohort is not None:  # the latest mature cohort stands in for this period's
-            at = Period.parse(cohort.period)
             so_far = theme.format_percent(value, 1)
             detail = (
                 f"{self.period_name} so far: {so_far} ({num:,.0f} of {den:,.0f}), still maturing"
             )
             value, target, maturing = cohort.value, cohort.target, ""
-            if self.scope == "team":
-                company = self.value(kpi, cohort.period, "company", "all")
-                compare = (
-                    None if is_missing(company) else ("Company", format_value(company, meta.unit))
-                )
-            elif self.scope == "rep":
-                median = self.team_median(kpi, cohort.period)
-                compare = (
-                    None if is_missing(median) else ("Team median", format_value(median, meta.unit))
-                )
             keep = len([p for p in self.history_periods() if p <= cohort.period])
             history, history_targets = history[:keep], history_targets[:keep]
-            comparison.update(
-                previous=self.value(kpi, at.previous.label),
-                year_ago=self.value(kpi, at.year_ago.label),
-                previous_label=theme.short_period(at.previous.label),
-                year_ago_label=theme.short_period(at.year_ago.label),
-                no_data_before=(
-                    not self.has_data(at.previous.label),
-                    not self.has_data(at.year_ago.label),
-                ),
-                noise=("", ""),
-                interval="",
-                basis=ex.cohort_line(kpi, cohort),
-            )
+            judged = dict(noise=("", ""), interval="", basis=ex.cohort_line(kpi, cohort))
+        compare = self._tile_compare(kpi, value, shown)
+        comparison = dict(
+            previous=self.value(kpi, at.previous.label),
+            year_ago=self.value(kpi, at.year_ago.label),
+            previous_label=theme.short_period(at.previous.label),
+            year_ago_label=theme.short_period(at.year_ago.label),
+            no_data_before=(
+                not self.has_data(at.previous.label),
+                not self.has_data(at.year_ago.label),
+            ),
+            **judged,
+        )
         partial = self.partial
         if partial is not None:
             comparison["to_date"] = partial.window
